@@ -1,0 +1,52 @@
+# Everything runs inside .venv, created on first use. Installs are pinned by constraints.txt
+# (torch==2.13.0, the CPU wheel); a second `make` finds the stamp and skips the install.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.seqattn-installed
+PIP    := $(BIN)/python -m pip
+# Tests and CI never reach the Hugging Face Hub.
+OFFLINE := HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test test-all lint format bench clean
+
+help:
+	@echo "make demo      set up .venv and run the main job on the embedded default data"
+	@echo "make test      set up .venv and run the fast test suite (what CI runs)"
+	@echo "make test-all  also run the slow end-to-end tests"
+	@echo "make bench     run the benchmarks (writes benchmarks/results/)"
+	@echo "make lint      ruff check and format check"
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	@$(BIN)/python .ci/check_env.py
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(OFFLINE) $(BIN)/python benchmarks/attention.py --quick
+
+test: setup
+	$(OFFLINE) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
+	$(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check seqattn tests benchmarks recipes data_scripts .ci
+	$(BIN)/ruff format --check seqattn tests benchmarks recipes data_scripts .ci
+
+format: setup
+	$(BIN)/ruff check --fix seqattn tests benchmarks recipes data_scripts .ci
+	$(BIN)/ruff format seqattn tests benchmarks recipes data_scripts .ci
+
+bench: setup
+	$(OFFLINE) $(BIN)/python benchmarks/attention.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from seqattn.cli import main
+
+main()

@@ -1,0 +1,197 @@
+"""Multi-head attention: projections and heads around :func:`~seqattn.attention.attend`.
+
+One module serves self-attention (``forward(x)``) and cross-attention (``forward(x, memory)``).
+Its input projection is one ``(3D, D)`` matrix: self-attention computes Q, K and V with a single
+matrix multiply (fused QKV); cross-attention uses the first third for the queries and the other
+two thirds for the memory's keys and values. Any score from :mod:`seqattn.attention.scores` can
+be used inside every head (built for the head size ``D / H``).
+
+Decoding state lives outside the module, in objects the caller owns:
+
+* :class:`KVCache` holds the keys and values of the positions a decoder has produced so far, so
+  each new step projects only its own position;
+* :class:`ProjectedMemory` holds a source's cross-attention keys (already score-prepared) and
+  values, computed once per source by :meth:`MultiHeadAttention.project_memory`.
+
+Both can be reordered along the batch dimension for beam search.
+
+Shapes: ``B`` batch, ``T``/``Tq`` query positions, ``Tk`` key positions, ``D`` model size,
+``H`` heads, ``Dh = D / H`` head size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqattn.attention.core import PreparedKeys, attend
+from seqattn.attention.scores import ScaledDot, Score
+
+__all__ = ["KVCache", "MultiHeadAttention", "ProjectedMemory"]
+
+
+class KVCache:
+    """Keys and values of earlier decoding steps for one self-attention layer (inference only).
+
+    Storage grows by doubling, so appending one position is amortised O(1) rather than a copy of
+    everything so far. Tensors are ``(B, H, T, Dh)``; keys are stored score-prepared.
+    """
+
+    def __init__(self) -> None:
+        self._keys: Tensor | None = None
+        self._values: Tensor | None = None
+        self.length = 0
+
+    def append(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Add ``(B, H, t, Dh)`` new keys/values; return all ``(B, H, length, Dh)`` so far."""
+        new = keys.size(2)
+        end = self.length + new
+        if self._keys is None or end > self._keys.size(2):
+            capacity = max(end, 2 * (self._keys.size(2) if self._keys is not None else 8))
+            self._keys = self._grow(self._keys, keys, capacity)
+            self._values = self._grow(self._values, values, capacity)
+        assert self._values is not None
+        self._keys[:, :, self.length : end] = keys
+        self._values[:, :, self.length : end] = values
+        self.length = end
+        return self._keys[:, :, :end], self._values[:, :, :end]
+
+    def _grow(self, old: Tensor | None, like: Tensor, capacity: int) -> Tensor:
+        b, h, _, d = like.shape
+        buffer = like.new_empty(b, h, capacity, d)
+        if old is not None:
+            buffer[:, :, : self.length] = old[:, :, : self.length]
+        return buffer
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` (beam search: the surviving hypotheses' parents)."""
+        if self._keys is not None and self._values is not None:
+            self._keys = self._keys.index_select(0, index)
+            self._values = self._values.index_select(0, index)
+
+
+@dataclass(frozen=True)
+class ProjectedMemory:
+    """A source's cross-attention keys (score-prepared) and values, ``(B, H, Tk, Dh)`` each."""
+
+    keys: PreparedKeys
+    values: Tensor
+
+    def index_select(self, dim: int, index: Tensor) -> ProjectedMemory:
+        return ProjectedMemory(self.keys.index_select(dim, index), self.values.index_select(dim, index))
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention (Vaswani et al. 2017) with any score per head.
+
+    Args:
+        d_model: model size ``D`` (queries, keys, values and output).
+        num_heads: number of heads ``H``; must divide ``D``.
+        score: score used inside each head, built for size ``D / H``. Default: scaled dot
+            product, which runs on the fused SDPA kernels when weights are not requested.
+        dropout: dropout on the attention weights (training only).
+        bias: whether the projections have biases.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        score: Score | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if d_model <= 0 or num_heads <= 0 or d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be a positive multiple of num_heads ({num_heads})")
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.score = score if score is not None else ScaledDot()
+        self.dropout = dropout
+        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)  # [W_q; W_k; W_v]
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        nn.init.xavier_uniform_(self.in_proj.weight)
+        if bias:
+            nn.init.zeros_(self.in_proj.bias)
+            nn.init.zeros_(self.out_proj.bias)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
+
+    def _project(self, x: Tensor, start: int, stop: int) -> Tensor:
+        """Apply rows ``[start*D, stop*D)`` of the input projection (0=Q, 1=K, 2=V)."""
+        d = self.d_model
+        weight = self.in_proj.weight[start * d : stop * d]
+        bias = self.in_proj.bias[start * d : stop * d] if self.in_proj.bias is not None else None
+        return F.linear(x, weight, bias)
+
+    def project_memory(self, memory: Tensor) -> ProjectedMemory:
+        """``(B, Tk, D)`` encoder states -> cross-attention keys/values, once per source."""
+        keys, values = self._project(memory, 1, 3).chunk(2, dim=-1)  # (B, Tk, D) each
+        prepared = PreparedKeys(self.score.prepare_keys(self._split_heads(keys)), self.score)
+        return ProjectedMemory(prepared, self._split_heads(values))
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | ProjectedMemory | None = None,
+        *,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend from ``x`` ``(B, Tq, D)`` over itself or over ``memory``.
+
+        Args:
+            memory: ``None`` for self-attention; encoder states ``(B, Tk, D)`` or the result of
+                :meth:`project_memory` for cross-attention.
+            mask: boolean, ``True`` = may attend, broadcastable to ``(B, H, Tq, Tk)``; for key
+                padding pass ``(B, 1, 1, Tk)`` (see :func:`~seqattn.attention.masks.key_mask`).
+            causal: query ``i`` sees only keys up to its own position (with a cache, up to
+                ``cache.length`` earlier positions plus its own).
+            cache: self-attention only; the new positions' keys/values are appended to it and
+                the queries attend over everything in it (incremental decoding, no grad).
+            need_weights: also return the per-head weights ``(B, H, Tq, Tk)``.
+
+        Returns:
+            ``(B, Tq, D)`` output and the weights or ``None``.
+        """
+        b, tq, _ = x.shape
+        if memory is None:
+            q, k, v = self.in_proj(x).view(b, tq, 3, self.num_heads, self.head_dim).unbind(2)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, Dh)
+            prepared = self.score.prepare_keys(k)
+            if cache is not None:
+                prepared, v = cache.append(prepared, v)  # (B, H, Tk, Dh)
+            keys = PreparedKeys(prepared, self.score)
+        else:
+            if cache is not None:
+                raise ValueError("a key/value cache is for self-attention only")
+            if not isinstance(memory, ProjectedMemory):
+                memory = self.project_memory(memory)
+            q = self._split_heads(self._project(x, 0, 1))  # (B, H, Tq, Dh)
+            keys, v = memory.keys, memory.values
+        # One new position attending over a cache needs no causal mask: everything is in its past.
+        causal = causal and not (cache is not None and tq == 1)
+        context, weights = attend(
+            q,
+            keys,
+            v,
+            score=self.score,
+            mask=mask,
+            causal=causal,
+            need_weights=need_weights,
+            dropout=self.dropout if self.training else 0.0,
+        )
+        context = context.transpose(1, 2).reshape(b, tq, self.d_model)  # (B, Tq, D)
+        return self.out_proj(context), weights
