@@ -1,0 +1,1 @@
+"""Text pipeline: tokenization, corpora, built-in datasets and batching."""
