@@ -1,0 +1,59 @@
+"""The one protocol every sequence-to-sequence model implements.
+
+Decoding (greedy, beam search, forced decoding for alignments) is written against this protocol
+only, so it never asks which model it drives::
+
+    encode(src, src_lengths)            -> state    encoder states, source mask, prepared keys
+    step(prev_tokens, state)            -> StepOutput(logits, attention), state
+    reorder_state(state, index)         -> state    keep/duplicate batch rows (beam search)
+    forward(src, src_lengths, tgt_in)   -> logits, attention   (teacher forcing)
+
+``state`` is an opaque object owned by the caller (a model's decoder state plus its encoded
+source); models never keep per-batch tensors on ``self``. ``step`` consumes one target position
+per call: the ids of the previous tokens ``(B,)`` (``BOS`` at the first step) and returns
+log-probabilities-to-be (logits) over the target vocabulary and the attention over the source
+positions that produced them.
+
+Shapes: ``B`` batch (or batch x beam), ``S`` source length, ``T`` target length, ``V`` target
+vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor
+
+__all__ = ["Seq2Seq", "StepOutput"]
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What one decoder step produces."""
+
+    logits: Tensor
+    """``(B, V)`` unnormalised scores of the next token."""
+    attention: Tensor
+    """``(B, S)`` attention over the source positions (zero on padding)."""
+
+
+@runtime_checkable
+class Seq2Seq(Protocol):
+    """A model the decoders can drive."""
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> Any:
+        """``(B, S)`` ids and ``(B,)`` lengths -> decoding state for the first step."""
+        ...
+
+    def step(self, prev_tokens: Tensor, state: Any) -> tuple[StepOutput, Any]:
+        """``(B,)`` previous ids -> the next position's output and the new state."""
+        ...
+
+    def reorder_state(self, state: Any, index: Tensor) -> Any:
+        """Select (and repeat) batch rows ``index`` ``(B',)`` of every tensor in ``state``."""
+        ...
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: ``(B, T)`` target inputs -> ``(B, T, V)`` logits, ``(B, T, S)`` attention."""
+        ...
