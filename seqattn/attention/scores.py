@@ -34,6 +34,7 @@ __all__ = [
     "Dot",
     "General",
     "Location",
+    "RelativeScaledDot",
     "ScaledDot",
     "Score",
     "build_score",
@@ -166,6 +167,39 @@ class Location(Score):
         return self.proj(query)[..., :num_keys]  # (..., Tq, Tk)
 
 
+class RelativeScaledDot(Score):
+    """Scaled dot product plus Shaw et al. (2018)'s relative-position term, for self-attention.
+
+    ``e_ij = q_i . (k_j + a_clip(j - i)) / sqrt(d)`` with one learned vector ``a_r`` per clipped
+    distance ``r`` in ``[-max_distance, max_distance]`` -- the 1-D form of the relative
+    self-attention used in attention-augmented convolution (Bello et al. 2019). Only the key-side
+    term is kept: Shaw et al. report no gain from the value-side one.
+
+    Queries are taken to be the last ``Tq`` of the ``Tk`` key positions, which holds for full
+    self-attention (``Tq == Tk``) and for incremental decoding with a key/value cache. The extra
+    term rules out the fused kernel (``dot_scale`` is ``None``).
+    """
+
+    def __init__(self, head_dim: int, *, max_distance: int = 16) -> None:
+        super().__init__()
+        if max_distance <= 0:
+            raise ValueError(f"max_distance must be positive, got {max_distance}")
+        self.max_distance = max_distance
+        self.relative = nn.Parameter(torch.empty(2 * max_distance + 1, head_dim))
+        nn.init.normal_(self.relative, std=head_dim**-0.5)
+
+    def forward(self, query: Tensor, prepared: Tensor) -> Tensor:
+        num_queries, num_keys = query.size(-2), prepared.size(-2)
+        q_pos = torch.arange(num_keys - num_queries, num_keys, device=query.device)
+        k_pos = torch.arange(num_keys, device=query.device)
+        distance = (k_pos[None, :] - q_pos[:, None]).clamp(-self.max_distance, self.max_distance)  # (Tq, Tk)
+        content = query @ prepared.transpose(-2, -1)  # (..., Tq, Tk)
+        by_distance = query @ self.relative.t()  # (..., Tq, 2R+1)
+        index = (distance + self.max_distance).expand(*by_distance.shape[:-1], num_keys)
+        position = by_distance.gather(-1, index)  # (..., Tq, Tk)
+        return (content + position) / math.sqrt(query.size(-1))
+
+
 SCORES: dict[str, type[Score]] = {
     "dot": Dot,
     "scaled_dot": ScaledDot,
@@ -173,6 +207,7 @@ SCORES: dict[str, type[Score]] = {
     "concat": Concat,
     "additive": Additive,
     "location": Location,
+    "relative": RelativeScaledDot,
 }
 
 
@@ -185,13 +220,17 @@ def build_score(
     max_len: int | None = None,
 ) -> Score:
     """Build a score by name (``dot``, ``scaled_dot``, ``general``, ``concat``, ``additive``,
-    ``location``) from the sizes it may need; sizes a score does not use are ignored."""
+    ``location``, ``relative``) from the sizes it may need; sizes a score does not use are
+    ignored. ``max_len`` is the number of positions for ``location`` and the clipping distance
+    for ``relative``."""
     if name not in SCORES:
         raise ValueError(f"unknown attention score {name!r}; choose one of {', '.join(SCORES)}")
     if name in ("dot", "scaled_dot"):
         return SCORES[name]()
     if name == "general":
         return General(query_dim, key_dim)
+    if name == "relative":
+        return RelativeScaledDot(query_dim, max_distance=max_len or 16)
     if name == "location":
         if max_len is None:
             raise ValueError("location attention needs max_len")

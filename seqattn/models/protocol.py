@@ -6,10 +6,12 @@ only, so it never asks which model it drives::
     encode(src, src_lengths)            -> state    encoder states, source mask, prepared keys
     step(prev_tokens, state)            -> StepOutput(logits, attention), state
     reorder_state(state, index)         -> state    keep/duplicate batch rows (beam search)
-    forward(src, src_lengths, tgt_in)   -> logits, attention   (teacher forcing)
+    forward(src, src_lengths, tgt_in, *, need_attention) -> logits, attention  (teacher forcing)
 
 ``state`` is an opaque object owned by the caller (a model's decoder state plus its encoded
-source); models never keep per-batch tensors on ``self``. ``step`` consumes one target position
+source); models never keep per-batch tensors on ``self``. ``step`` and ``reorder_state`` may
+update the state they are given in place (key/value caches grow and are reordered without
+copies), so callers use only the state they get back. ``step`` consumes one target position
 per call: the ids of the previous tokens ``(B,)`` (``BOS`` at the first step) and returns
 log-probabilities-to-be (logits) over the target vocabulary and the attention over the source
 positions that produced them.
@@ -54,6 +56,9 @@ class Seq2Seq(Protocol):
         """Select (and repeat) batch rows ``index`` ``(B',)`` of every tensor in ``state``."""
         ...
 
-    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
-        """Teacher forcing: ``(B, T)`` target inputs -> ``(B, T, V)`` logits, ``(B, T, S)`` attention."""
+    def forward(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, need_attention: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing: ``(B, T)`` target inputs -> ``(B, T, V)`` logits and ``(B, T, S)``
+        attention (``None`` allowed when ``need_attention`` is false, e.g. in training)."""
         ...

@@ -193,8 +193,11 @@ class RNNSeq2Seq(nn.Module):
     def reorder_state(self, state: RNNState, index: Tensor) -> RNNState:
         return state.index_select(index)
 
-    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, T)`` target inputs -> logits ``(B, T, V)`` and attention ``(B, T, S)``."""
+    def forward(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, need_attention: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """``(B, T)`` target inputs -> logits ``(B, T, V)`` and attention ``(B, T, S)`` (always
+        computed: the decoder needs it anyway)."""
         state = self.encode(src, src_lengths)
         vectors, attentions = [], []
         for t in range(tgt_in.size(1)):

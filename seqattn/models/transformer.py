@@ -1,0 +1,325 @@
+"""Transformer encoder-decoder (Vaswani et al. 2017) built from the core's MultiHeadAttention.
+
+* pre-norm (Wang et al. 2019; the default, stable without warm-up tricks) or post-norm (the
+  original);
+* positions: ``sinusoidal`` (the original), ``learned`` (Gehring et al. 2017), or ``relative``
+  (Shaw et al. 2018: clipped relative distances inside the self-attention scores, see
+  :class:`~seqattn.attention.RelativeScaledDot`; cross-attention stays scaled dot-product). With
+  absolute positions every attention is scaled dot-product, so training and decoding without
+  weights run on the fused SDPA kernels;
+* tied embeddings: ``none``, ``decoder`` (target input embedding = output projection, Press &
+  Wolf 2017) or ``all`` (source embedding too; needs one joint vocabulary);
+* incremental decoding: every decoder self-attention keeps a :class:`KVCache`, and each layer's
+  cross-attention keys/values are projected once per source (:class:`ProjectedMemory`).
+
+The attention a step reports (for alignments and plots) is the cross-attention of one decoder
+layer averaged over a set of heads: ``alignment_layer`` (default: the penultimate layer, which
+Garg et al. 2019 found to align best; the only layer of a one-layer decoder) and
+``alignment_heads`` (default: all). Both are plain attributes and may be changed after loading.
+
+Shapes: ``B`` batch, ``S`` source length, ``T`` target length, ``D`` model size, ``V``
+vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from seqattn.attention import (
+    KVCache,
+    MultiHeadAttention,
+    ProjectedMemory,
+    RelativeScaledDot,
+    key_mask,
+    padding_mask,
+)
+from seqattn.data.tokenizer import PAD_ID
+from seqattn.errors import ConfigError
+from seqattn.models.protocol import StepOutput
+
+__all__ = ["TransformerSeq2Seq", "TransformerState"]
+
+POSITIONS = ("sinusoidal", "learned", "relative")
+TIES = ("none", "decoder", "all")
+
+
+def sinusoidal_table(max_len: int, dim: int) -> Tensor:
+    """``(max_len, dim)`` sin/cos position table (Vaswani et al. 2017, section 3.5)."""
+    position = torch.arange(max_len, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(max_len, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
+class Embedding(nn.Module):
+    """Token embedding times sqrt(D), plus absolute positions (none for ``relative``)."""
+
+    def __init__(self, vocab_size: int, dim: int, *, positions: str, max_len: int, dropout: float) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
+        nn.init.normal_(self.tokens.weight, std=dim**-0.5)
+        nn.init.zeros_(self.tokens.weight[PAD_ID])
+        self.scale = math.sqrt(dim)
+        self.positions = positions
+        self.max_len = max_len
+        if positions == "learned":
+            self.learned = nn.Embedding(max_len, dim)
+            nn.init.normal_(self.learned.weight, std=dim**-0.5)
+        elif positions == "sinusoidal":
+            self.register_buffer("table", sinusoidal_table(max_len, dim), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids: Tensor, *, offset: int = 0) -> Tensor:
+        """``(B, T)`` ids at positions ``offset ..`` -> ``(B, T, D)``."""
+        x = self.tokens(ids) * self.scale
+        if self.positions != "relative":
+            end = offset + ids.size(1)
+            if end > self.max_len:
+                raise ValueError(f"sequence of {end} positions exceeds max_positions={self.max_len}")
+            if self.positions == "learned":
+                x = x + self.learned.weight[offset:end]
+            else:
+                x = x + self.table[offset:end]
+        return self.dropout(x)
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        ffn: int,
+        *,
+        dropout: float,
+        attn_dropout: float,
+        pre_norm: bool,
+        relative: int,
+    ) -> None:
+        super().__init__()
+        score = RelativeScaledDot(dim // heads, max_distance=relative) if relative else None
+        self.self_attn = MultiHeadAttention(dim, heads, score=score, dropout=attn_dropout)
+        self.ffn = FeedForward(dim, ffn, dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.pre_norm = pre_norm
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if self.pre_norm:
+            h = self.norm1(x)
+            x = x + self.dropout(self.self_attn(h, mask=mask)[0])
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)[0]))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        ffn: int,
+        *,
+        dropout: float,
+        attn_dropout: float,
+        pre_norm: bool,
+        relative: int,
+    ) -> None:
+        super().__init__()
+        score = RelativeScaledDot(dim // heads, max_distance=relative) if relative else None
+        self.self_attn = MultiHeadAttention(dim, heads, score=score, dropout=attn_dropout)
+        self.cross_attn = MultiHeadAttention(dim, heads, dropout=attn_dropout)
+        self.ffn = FeedForward(dim, ffn, dropout)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.pre_norm = pre_norm
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: ProjectedMemory,
+        memory_mask: Tensor,
+        *,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(B, T, D)`` -> ``(B, T, D)`` and, if asked, cross-attention weights ``(B, H, T, S)``."""
+        if self.pre_norm:
+            x = x + self.dropout(self.self_attn(self.norm1(x), causal=True, cache=cache)[0])
+            attended, weights = self.cross_attn(
+                self.norm2(x), memory, mask=memory_mask, need_weights=need_weights
+            )
+            x = x + self.dropout(attended)
+            return x + self.dropout(self.ffn(self.norm3(x))), weights
+        x = self.norm1(x + self.dropout(self.self_attn(x, causal=True, cache=cache)[0]))
+        attended, weights = self.cross_attn(x, memory, mask=memory_mask, need_weights=need_weights)
+        x = self.norm2(x + self.dropout(attended))
+        return self.norm3(x + self.dropout(self.ffn(x))), weights
+
+
+@dataclass
+class TransformerState:
+    """Decoding state: per-layer projected memories and self-attention caches."""
+
+    memories: list[ProjectedMemory]
+    memory_mask: Tensor  # (B, 1, 1, S)
+    caches: list[KVCache]
+    position: int = 0
+
+    def index_select(self, index: Tensor) -> TransformerState:
+        for cache in self.caches:
+            cache.reorder(index)
+        return TransformerState(
+            memories=[m.index_select(0, index) for m in self.memories],
+            memory_mask=self.memory_mask.index_select(0, index),
+            caches=self.caches,
+            position=self.position,
+        )
+
+
+class TransformerSeq2Seq(nn.Module):
+    """Transformer encoder-decoder implementing the :mod:`~seqattn.models.protocol`.
+
+    Args:
+        src_vocab, tgt_vocab: vocabulary sizes (equal for ``tie="all"``).
+        d_model, num_heads, ffn_dim: sizes.
+        encoder_layers, decoder_layers: depths.
+        dropout: on embeddings, sublayer outputs and inside the FFN; attn_dropout on weights.
+        pre_norm: pre-norm (default) or post-norm residual blocks.
+        positions: ``sinusoidal``, ``learned`` or ``relative``.
+        max_positions: longest sequence for absolute positions.
+        relative_distance: clipping distance for relative positions.
+        tie: ``none``, ``decoder`` or ``all``.
+    """
+
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        *,
+        d_model: int = 256,
+        num_heads: int = 4,
+        ffn_dim: int = 1024,
+        encoder_layers: int = 3,
+        decoder_layers: int = 3,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+        pre_norm: bool = True,
+        positions: str = "sinusoidal",
+        max_positions: int = 1024,
+        relative_distance: int = 16,
+        tie: str = "decoder",
+    ) -> None:
+        super().__init__()
+        if positions not in POSITIONS:
+            raise ConfigError(f"positions must be one of {', '.join(POSITIONS)}, got {positions!r}")
+        if tie not in TIES:
+            raise ConfigError(f"tie must be one of {', '.join(TIES)}, got {tie!r}")
+        if tie == "all" and src_vocab != tgt_vocab:
+            raise ConfigError(
+                f"tie='all' needs one joint vocabulary (source {src_vocab} != target {tgt_vocab})"
+            )
+        if d_model % num_heads:
+            raise ConfigError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
+        relative = relative_distance if positions == "relative" else 0
+        layer_args = {
+            "dropout": dropout,
+            "attn_dropout": attn_dropout,
+            "pre_norm": pre_norm,
+            "relative": relative,
+        }
+        self.src_embed = Embedding(
+            src_vocab, d_model, positions=positions, max_len=max_positions, dropout=dropout
+        )
+        self.tgt_embed = Embedding(
+            tgt_vocab, d_model, positions=positions, max_len=max_positions, dropout=dropout
+        )
+        self.encoder = nn.ModuleList(
+            EncoderLayer(d_model, num_heads, ffn_dim, **layer_args) for _ in range(encoder_layers)
+        )
+        self.decoder = nn.ModuleList(
+            DecoderLayer(d_model, num_heads, ffn_dim, **layer_args) for _ in range(decoder_layers)
+        )
+        # Pre-norm stacks end with a norm; post-norm layers already end normalised.
+        self.encoder_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
+        self.output = nn.Linear(d_model, tgt_vocab, bias=False)
+        nn.init.normal_(self.output.weight, std=d_model**-0.5)
+        if tie in ("decoder", "all"):
+            self.output.weight = self.tgt_embed.tokens.weight
+        if tie == "all":
+            self.src_embed.tokens.weight = self.tgt_embed.tokens.weight
+        self.alignment_layer = -2 if decoder_layers > 1 else -1
+        self.alignment_heads: list[int] | None = None
+
+    # -- protocol --------------------------------------------------------------------------------
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> TransformerState:
+        mask = key_mask(padding_mask(src_lengths, max_len=src.size(1)))  # (B, 1, 1, S)
+        memory = self._encode(src, mask)
+        return TransformerState(
+            memories=[layer.cross_attn.project_memory(memory) for layer in self.decoder],
+            memory_mask=mask,
+            caches=[KVCache() for _ in self.decoder],
+        )
+
+    def step(self, prev_tokens: Tensor, state: TransformerState) -> tuple[StepOutput, TransformerState]:
+        x = self.tgt_embed(prev_tokens[:, None], offset=state.position)  # (B, 1, D)
+        x, attention = self._decode(x, state.memories, state.memory_mask, caches=state.caches)
+        state.position += 1
+        assert attention is not None
+        return StepOutput(self.output(x[:, 0]), attention[:, 0]), state
+
+    def reorder_state(self, state: TransformerState, index: Tensor) -> TransformerState:
+        return state.index_select(index)
+
+    def forward(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, need_attention: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(B, T)`` target inputs -> logits ``(B, T, V)`` and attention ``(B, T, S)`` (or
+        ``None`` with ``need_attention=False``, which keeps every layer on the fused kernels)."""
+        mask = key_mask(padding_mask(src_lengths, max_len=src.size(1)))
+        memory = self._encode(src, mask)
+        memories = [layer.cross_attn.project_memory(memory) for layer in self.decoder]
+        x, attention = self._decode(self.tgt_embed(tgt_in), memories, mask, need_attention=need_attention)
+        return self.output(x), attention
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _encode(self, src: Tensor, mask: Tensor) -> Tensor:
+        x = self.src_embed(src)  # (B, S, D)
+        for layer in self.encoder:
+            x = layer(x, mask)
+        return self.encoder_norm(x)
+
+    def _decode(
+        self,
+        x: Tensor,
+        memories: list[ProjectedMemory],
+        memory_mask: Tensor,
+        *,
+        caches: list[KVCache] | None = None,
+        need_attention: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Run the decoder stack; returns ``(B, T, D)`` and the alignment attention ``(B, T, S)``."""
+        chosen = self.alignment_layer % len(self.decoder)
+        attention = None
+        for i, layer in enumerate(self.decoder):
+            cache = caches[i] if caches is not None else None
+            x, weights = layer(
+                x, memories[i], memory_mask, cache=cache, need_weights=need_attention and i == chosen
+            )
+            if weights is not None:  # (B, H, T, S)
+                heads = self.alignment_heads
+                attention = (weights if heads is None else weights[:, heads]).mean(dim=1)
+        return self.decoder_norm(x), attention
