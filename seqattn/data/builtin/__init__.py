@@ -37,10 +37,17 @@ def dataset_module(name: str) -> ModuleType:
 
 
 def prepare(
-    name: str, output_dir: str | Path, *, from_dir: str | Path | None = None, force: bool = False
+    name: str,
+    output_dir: str | Path,
+    *,
+    from_dir: str | Path | None = None,
+    force: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Prepare built-in dataset ``name`` into ``output_dir``; returns its meta dict."""
+    """Prepare built-in dataset ``name`` into ``output_dir``; returns its meta dict.
+
+    ``options`` are dataset-specific keywords (``src_lang``/``tgt_lang`` for multi30k).
+    """
     module = dataset_module(name)
-    return module.prepare(
-        Path(output_dir), from_dir=None if from_dir is None else Path(from_dir), force=force
-    )
+    from_path = None if from_dir is None else Path(from_dir)
+    return module.prepare(Path(output_dir), from_dir=from_path, force=force, **options)
