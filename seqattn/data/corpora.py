@@ -22,6 +22,7 @@ Empty examples (an empty source or target, or an empty text) are dropped and cou
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -156,16 +157,21 @@ def _aligned_rows(
     src_stats, tgt_stats = LineStats(), LineStats()
     src_lines = iter_lines(src, errors=errors, stats=src_stats)
     tgt_lines = iter_lines(tgt, errors=errors, stats=tgt_stats)
-    number = 0
-    for number, (first, second) in enumerate(zip(src_lines, tgt_lines), start=1):  # noqa: B905
-        yield f"{src}:{number}", first, second
-    # zip stops at the shorter file: count what is left of the other one.
-    src_rest = sum(1 for _ in src_lines)
-    tgt_rest = sum(1 for _ in tgt_lines)
-    if src_rest or tgt_rest:
-        raise DataError(
-            f"parallel files differ in length: {src} has {number + src_rest} lines, {tgt} has {number + tgt_rest}"
-        )
+    missing = object()
+    for number, (first, second) in enumerate(
+        itertools.zip_longest(src_lines, tgt_lines, fillvalue=missing), 1
+    ):
+        if first is missing or second is missing:
+            # One file ended: count the rest of the other for the message.
+            rest = src_lines if second is missing else tgt_lines
+            longer = number + sum(1 for _ in rest)
+            src_count, tgt_count = (longer, number - 1) if second is missing else (number - 1, longer)
+            raise DataError(
+                f"parallel files differ in length: {src} has {src_count} lines, {tgt} has {tgt_count}"
+            )
+        # Name the file whose line is at fault when only the target is empty.
+        where = f"{tgt}:{number}" if first.strip() and not second.strip() else f"{src}:{number}"
+        yield where, first, second
     report.replaced_utf8 += src_stats.replaced + tgt_stats.replaced
 
 
@@ -214,7 +220,8 @@ def _table_rows(
             for column in wanted:
                 if column not in record:
                     raise DataError(f"{path}:{number}: missing field {column!r}")
-                values.append(str(record[column]))
+                value = record[column]
+                values.append("" if value is None else str(value))  # null counts as empty
             yield f"{path}:{number}", values[0], values[1]
     else:
         raise DataError(f"{path}: unknown format; expected .tsv or .jsonl (optionally .gz), or src/tgt files")

@@ -1,8 +1,9 @@
 """Reading text files line by line, the same careful way everywhere.
 
 * gzip files are recognised by their magic bytes (``.gz`` names are not required);
-* a UTF-8 byte-order mark on the first line is dropped; ``\\r\\n`` and ``\\r`` line ends are
-  accepted;
+* a UTF-8 byte-order mark on the first line is dropped; ``\\n`` and ``\\r\\n`` line ends are
+  accepted, and so are ``\\r`` line ends when a file has no ``\\n`` at all (old Mac files); a
+  stray ``\\r`` inside a ``\\n``-terminated line becomes a space;
 * invalid UTF-8 raises :class:`~seqattn.errors.DataError` naming the file, line and byte
   column (or is replaced with U+FFFD and counted, with ``errors="replace"``);
 * NUL bytes raise a :class:`~seqattn.errors.DataError` naming the file and line: they are a sign of
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -67,7 +68,13 @@ def iter_lines(
     path = Path(path)
     with open_binary(path) as handle:
         try:
-            for number, raw in enumerate(handle, start=1):
+            head = handle.peek(1 << 16)[: 1 << 16]  # type: ignore[attr-defined]
+            if b"\r" in head and b"\n" not in head:  # classic Mac OS line ends: split on \r
+                data = handle.read()
+                raws: Iterable[bytes] = data.split(b"\r")[: -1 if data.endswith(b"\r") else None]
+            else:
+                raws = handle
+            for number, raw in enumerate(raws, start=1):
                 if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
                 raw = raw.rstrip(b"\n").rstrip(b"\r")
@@ -86,7 +93,8 @@ def iter_lines(
                     stats.replaced += 1
                     if len(stats.replaced_lines) < 10:
                         stats.replaced_lines.append(number)
-                # Lone carriage returns inside a line also end lines in some editors' files.
+                # A stray carriage return inside a \n-terminated line must not split it (that
+                # would misalign a parallel corpus): it becomes a space.
                 if "\r" in text:
                     text = text.replace("\r", " ")
                 stats.lines = number

@@ -171,6 +171,8 @@ class Tokenizer:
             return cls(proto)
         except RuntimeError:
             raise DataError(f"{path}: not a valid SentencePiece model") from None
+        except DataError as error:
+            raise DataError(f"{path}: {error}") from None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model file atomically."""
