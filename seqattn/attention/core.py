@@ -96,7 +96,8 @@ def attend(
         )
         if mask is not None:
             # Some kernels return NaN (or an average) for rows without any key; pin them to 0.
-            context = context.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+            # torch.where keeps SDPA's output layout (masked_fill would copy to a new one).
+            context = torch.where(mask.any(dim=-1, keepdim=True), context, 0.0)
         return context, None
 
     if kernel_causal:
