@@ -38,15 +38,16 @@ test-all: setup
 	$(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check seqattn tests benchmarks recipes data_scripts .ci
-	$(BIN)/ruff format --check seqattn tests benchmarks recipes data_scripts .ci
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: setup
-	$(BIN)/ruff check --fix seqattn tests benchmarks recipes data_scripts .ci
-	$(BIN)/ruff format seqattn tests benchmarks recipes data_scripts .ci
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: setup
 	$(OFFLINE) $(BIN)/python benchmarks/attention.py
+	$(OFFLINE) $(BIN)/python benchmarks/data_pipeline.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -12,7 +12,7 @@ and an ``nn.Linear(D, D)`` output projection, i.e. exactly the FLOPs of the defa
 of them padding). The gap between the two is what the abstraction costs; the target is a
 ratio MHA / baseline <= 1.10. The dot-type scores run on the fused SDPA path; concat, additive
 and location materialise their ``(B, H, T, T)`` scores (additive and concat even a
-``(B, H, T, T, A)`` tanh input, skipped where that would exceed ``--max-intermediate-gib``), so
+``(B, H, T, T, A)`` elementwise hidden tensor, skipped where that would exceed ``--max-intermediate-gib``), so
 they are shown for scale, not held to the target.
 
 **Decoding** (no_grad, 50 steps, a fresh ``(B, 1, D)`` query per step, all inputs made before
@@ -72,7 +72,7 @@ from seqattn.attention import (
 D_MODEL = 256
 NUM_HEADS = 4
 SCORES = ("scaled_dot", "dot", "general", "concat", "additive", "location")
-TANH_SCORES = ("concat", "additive")  # build a (B, H, Tq, Tk, A) tanh input
+TANH_SCORES = ("concat", "additive")  # build a (B, H, Tq, Tk, A) hidden tensor
 PADDING_FRACTION = 0.10
 MHA_TARGET = 1.10  # MHA (default score) / baseline, per training row
 DECODE_STEPS = 50
@@ -104,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-intermediate-gib",
         type=float,
         default=None,
-        help="skip concat/additive rows whose (B,H,T,T,A) tanh input exceeds this "
+        help="skip concat/additive rows whose (B,H,T,T,A) hidden tensor exceeds this "
         "(default: 1/8 of RAM or GPU memory; quick: at most 0.3)",
     )
     args = parser.parse_args(argv)
@@ -239,7 +239,7 @@ def run_training(
             paths[name] = "fused SDPA" if fused else "explicit"
             need = tanh_intermediate_bytes(batch, seq_len, element_size) if name in TANH_SCORES else 0
             if need > limit:
-                skipped[name] = f"tanh input (B,H,T,T,A) {need / 2**30:.1f} GiB > {limit / 2**30:.1f} GiB"
+                skipped[name] = f"hidden (B,H,T,T,A) {need / 2**30:.1f} GiB > {limit / 2**30:.1f} GiB"
                 continue
             forward = functools.partial(mha_output, module)
             cases[name] = training_step(forward, list(module.parameters()), x, mask, grad_out, ctx)
