@@ -198,6 +198,8 @@ class TrainConfig:
     """If > 1, also write the average of the last k kept checkpoints as the final model."""
     beam: int = 1
     """Beam size for validation decoding (1 = greedy, fastest)."""
+    test_beam: int = 5
+    """Beam size for the final evaluation on data.test."""
     valid_max_sentences: int | None = None
     """Decode at most this many validation sentences for BLEU (loss uses all)."""
     bf16: bool = True
@@ -418,7 +420,8 @@ def load_config(
 ) -> ExperimentConfig:
     """Read an experiment config, apply ``--set`` overrides and validate it.
 
-    Relative corpus paths are resolved against ``base_dir`` (default: the config's folder).
+    Relative corpus paths are resolved against ``base_dir`` (default: the working directory,
+    as for every other path given on the command line).
     """
     path = Path(path)
     data = apply_overrides(read_mapping(path), overrides)
@@ -426,7 +429,7 @@ def load_config(
         config = from_dict(ExperimentConfig, data)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
-    return resolve_paths(config, Path(base_dir) if base_dir is not None else path.parent)
+    return resolve_paths(config, Path(base_dir) if base_dir is not None else Path.cwd())
 
 
 def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:

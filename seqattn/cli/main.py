@@ -38,10 +38,11 @@ def main(debug: bool) -> None:
 
 
 def _register() -> None:
-    from seqattn.cli import data, tokenizer
+    from seqattn.cli import data, tokenizer, train
 
     main.add_command(data.data)
     main.add_command(tokenizer.tokenizer)
+    main.add_command(train.train)
 
 
 _register()

@@ -1,0 +1,184 @@
+"""From an experiment config to a trained model directory.
+
+A model directory holds everything needed to use the model later, and nothing else is read::
+
+    config.yaml          the experiment config (validated on load)
+    spm.model            the joint SentencePiece model (or src.model + tgt.model)
+    model.pt             the final weights: {"model": state_dict}, loaded with weights_only=True
+    checkpoints/         training states for exact resume (best-k and last), checkpoints.json
+    metrics.jsonl        training and validation metrics, one JSON object per line
+    results.json         the summary of the run (steps, time, validation and test metrics)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from seqattn.config import ExperimentConfig, save_config
+from seqattn.data.corpora import load_corpus
+from seqattn.data.encoded import encode_corpus
+from seqattn.data.tokenizer import Tokenizer
+from seqattn.errors import ConfigError
+from seqattn.io import atomic_write_text
+from seqattn.metrics import corpus_bleu, corpus_chrf, exact_match
+from seqattn.models.build import build_seq2seq
+from seqattn.training.trainer import Trainer
+from seqattn.training.translation import TranslationTask
+
+__all__ = ["load_tokenizers", "resolve_device", "train_translation"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def tokenizer_paths(model_dir: Path, *, joint: bool) -> tuple[Path, Path]:
+    if joint:
+        return model_dir / "spm.model", model_dir / "spm.model"
+    return model_dir / "src.model", model_dir / "tgt.model"
+
+
+def load_tokenizers(model_dir: Path, *, joint: bool) -> tuple[Tokenizer, Tokenizer]:
+    src_path, tgt_path = tokenizer_paths(model_dir, joint=joint)
+    source = Tokenizer.load(src_path)
+    return source, (source if joint else Tokenizer.load(tgt_path))
+
+
+def _train_tokenizers(
+    config: ExperimentConfig, model_dir: Path, console: Console
+) -> tuple[Tokenizer, Tokenizer]:
+    """Train (or, when resuming, reload) the model's SentencePiece model(s)."""
+    section = config.tokenizer
+    src_path, tgt_path = tokenizer_paths(model_dir, joint=section.joint)
+    if src_path.is_file() and tgt_path.is_file():
+        return load_tokenizers(model_dir, joint=section.joint)
+    with console.status("training the SentencePiece model(s)..."):
+        train = load_corpus(config.data.train, task="translation", strict=config.data.strict)
+        sources, targets = train["source"], train["target"]
+        if section.joint:
+            source = target = Tokenizer.train([*sources, *targets], config=section.settings())
+        else:
+            source = Tokenizer.train(sources, config=section.settings())
+            target = Tokenizer.train(targets, config=section.settings())
+    source.save(src_path)
+    if not section.joint:
+        target.save(tgt_path)
+    return source, target
+
+
+def train_translation(
+    config: ExperimentConfig,
+    model_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Train a translation model as configured into ``model_dir``; returns the results dict."""
+    console = console or Console(stderr=True)
+    model_dir = Path(model_dir)
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ConfigError(f"--output-dir {model_dir}: exists and is not a directory")
+    if not resume and (model_dir / "checkpoints").exists():
+        raise ConfigError(
+            f"--output-dir {model_dir}: already holds a training run (use --resume, or another directory)"
+        )
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, model_dir / "config.yaml")
+    torch.manual_seed(config.train.seed)
+    torch_device = resolve_device(device)
+
+    source_tok, target_tok = _train_tokenizers(config, model_dir, console)
+    with console.status("encoding the corpora..."):
+        train = encode_corpus(
+            config.data.train,
+            task="translation",
+            tokenizer=source_tok,
+            target_tokenizer=target_tok,
+            strict=config.data.strict,
+        )
+        valid_raw = load_corpus(config.data.valid, task="translation", strict=config.data.strict)
+        valid_src = source_tok.encode_batch(valid_raw["source"])
+        valid_tgt = target_tok.encode_batch(valid_raw["target"])
+    if config.model.arch == "transformer" and config.model.tie == "all" and not config.tokenizer.joint:
+        raise ConfigError("model.tie: 'all' needs tokenizer.joint: true (one vocabulary)")
+    model = build_seq2seq(config.model, src_vocab=source_tok.vocab_size, tgt_vocab=target_tok.vocab_size)
+    task = TranslationTask(
+        train_src=train.first,
+        train_tgt=train.second,  # type: ignore[arg-type]
+        valid_src=valid_src,
+        valid_tgt=valid_tgt,
+        valid_references=list(valid_raw["target"]),
+        target_tokenizer=target_tok,
+        max_tokens=config.train.max_tokens,
+        max_len=config.data.max_len,
+        seed=config.train.seed,
+        label_smoothing=config.train.label_smoothing,
+        beam=config.train.beam,
+        valid_max_sentences=config.train.valid_max_sentences,
+        device=torch_device,
+    )
+    parameters = sum(p.numel() for p in model.parameters())
+    console.print(
+        f"[bold]{config.model.arch}[/] model, {parameters:,} parameters on {torch_device}; "
+        f"{len(train):,} training pairs ({train.report.dropped_empty} empty dropped, {task.filtered} over "
+        f"max_len skipped), padding efficiency {task.padding_efficiency:.1%}; vocabulary {source_tok.vocab_size:,}"
+    )
+    trainer = Trainer(
+        model, task, config=config.train, output_dir=model_dir, device=torch_device, console=console
+    )
+    start = time.perf_counter()
+    summary = trainer.fit(resume=resume)
+    model.eval()
+    with torch.no_grad():
+        valid_metrics = task.validate(model)
+    results: dict[str, Any] = {
+        "task": "translation",
+        "model_dir": str(model_dir),
+        "device": describe_device(torch_device),
+        "parameters": parameters,
+        "train_seconds": summary["train_seconds"],
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "training": summary,
+        "valid": valid_metrics,
+        "signature": task.signature,
+        "data": {
+            "train_pairs": len(train),
+            "train_dropped_empty": train.report.dropped_empty,
+            "train_skipped_long": task.filtered,
+        },
+    }
+    if config.data.test is not None:
+        test_raw = load_corpus(config.data.test, task="translation")
+        hypotheses = task.translate(
+            model, source_tok.encode_batch(test_raw["source"]), beam=config.train.test_beam
+        )
+        references = list(test_raw["target"])
+        bleu, chrf = corpus_bleu(hypotheses, references), corpus_chrf(hypotheses, references)
+        results["test"] = {
+            "bleu": round(bleu.score, 2),
+            "chrf": round(chrf.score, 2),
+            "exact_match": round(exact_match(hypotheses, references), 2),
+            "sentences": len(references),
+            "beam": config.train.test_beam,
+        }
+        results["test_signature"] = f"BLEU {bleu.signature} | chrF {chrf.signature}"
+    atomic_write_text(model_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
