@@ -39,6 +39,8 @@ def train(
     config = load_config(config_path, overrides=overrides)
     output_dir = output_dir if output_dir is not None else Path("runs") / config_path.stem
     results = train_translation(config, output_dir, resume=resume, device=device, console=console)
+    if "valid" not in results:  # a worker process under torchrun: the main one reports
+        return
     table = Table(title=f"trained {config.model.arch} -> {output_dir}", show_header=True)
     table.add_column("split")
     for name in ("bleu", "chrf", "exact_match", "loss"):

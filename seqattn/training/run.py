@@ -13,12 +13,14 @@ A model directory holds everything needed to use the model later, and nothing el
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from rich.console import Console
 
 from seqattn.config import ExperimentConfig, save_config
@@ -88,18 +90,25 @@ def train_translation(
     """Train a translation model as configured into ``model_dir``; returns the results dict."""
     console = console or Console(stderr=True)
     model_dir = Path(model_dir)
-    if model_dir.exists() and not model_dir.is_dir():
-        raise ConfigError(f"--output-dir {model_dir}: exists and is not a directory")
-    if not resume and (model_dir / "checkpoints").exists():
-        raise ConfigError(
-            f"--output-dir {model_dir}: already holds a training run (use --resume, or another directory)"
-        )
-    model_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, model_dir / "config.yaml")
-    torch.manual_seed(config.train.seed)
     torch_device = resolve_device(device)
-
-    source_tok, target_tok = _train_tokenizers(config, model_dir, console)
+    # Under torchrun, the main process prepares the directory and the tokenizers; the others wait.
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
+    if rank == 0:
+        if model_dir.exists() and not model_dir.is_dir():
+            raise ConfigError(f"--output-dir {model_dir}: exists and is not a directory")
+        if not resume and (model_dir / "checkpoints").exists():
+            raise ConfigError(
+                f"--output-dir {model_dir}: already holds a training run (use --resume, or another directory)"
+            )
+        model_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, model_dir / "config.yaml")
+        _train_tokenizers(config, model_dir, console)
+    if world > 1:
+        dist.barrier()
+    torch.manual_seed(config.train.seed)
+    source_tok, target_tok = load_tokenizers(model_dir, joint=config.tokenizer.joint)
     with console.status("encoding the corpora..."):
         train = encode_corpus(
             config.data.train,
@@ -130,16 +139,19 @@ def train_translation(
         device=torch_device,
     )
     parameters = sum(p.numel() for p in model.parameters())
-    console.print(
-        f"[bold]{config.model.arch}[/] model, {parameters:,} parameters on {torch_device}; "
-        f"{len(train):,} training pairs ({train.report.dropped_empty} empty dropped, {task.filtered} over "
-        f"max_len skipped), padding efficiency {task.padding_efficiency:.1%}; vocabulary {source_tok.vocab_size:,}"
-    )
+    if rank == 0:
+        console.print(
+            f"[bold]{config.model.arch}[/] model, {parameters:,} parameters on {torch_device}; "
+            f"{len(train):,} training pairs ({train.report.dropped_empty} empty dropped, {task.filtered} over "
+            f"max_len skipped), padding efficiency {task.padding_efficiency:.1%}; vocabulary {source_tok.vocab_size:,}"
+        )
     trainer = Trainer(
         model, task, config=config.train, output_dir=model_dir, device=torch_device, console=console
     )
     start = time.perf_counter()
     summary = trainer.fit(resume=resume)
+    if rank != 0:  # the main process evaluates and writes the results
+        return {"training": summary}
     model.eval()
     with torch.no_grad():
         valid_metrics = task.validate(model)
