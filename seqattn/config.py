@@ -30,6 +30,7 @@ from seqattn.errors import ConfigError
 
 __all__ = [
     "CONFIG_VERSION",
+    "ClassifierConfig",
     "DataConfig",
     "ExperimentConfig",
     "RNNConfig",
@@ -119,6 +120,35 @@ class TransformerConfig:
             raise ConfigError(
                 f"model.d_model: {self.d_model} is not a multiple of num_heads={self.num_heads}"
             )
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Attention-pooling classifier (:mod:`seqattn.models.classifier`)."""
+
+    arch: Literal["classifier"] = "classifier"
+    hierarchical: bool = False
+    """Word attention per sentence, then sentence attention (documents)."""
+    embed_dim: int = 128
+    encoder: Literal["bilstm", "transformer", "none"] = "bilstm"
+    hidden_size: int = 128
+    """BiLSTM size per direction."""
+    num_layers: int = 1
+    num_heads: int = 4
+    """Transformer encoder heads."""
+    pooling_score: Literal["scaled_dot", "dot", "general", "additive", "concat"] = "scaled_dot"
+    pooling_queries: int = 1
+    dropout: float = 0.3
+    max_sentences: int = 40
+    """Hierarchical: sentences kept per document."""
+    max_sentence_len: int = 80
+    """Hierarchical: pieces kept per sentence."""
+
+    def __post_init__(self) -> None:
+        _positive("model", embed_dim=self.embed_dim, hidden_size=self.hidden_size, num_layers=self.num_layers)
+        _positive("model", num_heads=self.num_heads, pooling_queries=self.pooling_queries)
+        _positive("model", max_sentences=self.max_sentences, max_sentence_len=self.max_sentence_len)
+        _fraction("model", dropout=self.dropout)
 
 
 @dataclass(frozen=True)
@@ -221,12 +251,16 @@ class TrainConfig:
             raise ConfigError(f"train.plateau_factor: must be in (0, 1), got {self.plateau_factor}")
 
 
+TRANSLATION_METRICS = ("bleu", "chrf", "exact_match", "loss")
+CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "loss")
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """Everything a training run needs; saved as ``config.yaml`` in the model directory."""
 
     task: Literal["translation", "classification"]
-    model: RNNConfig | TransformerConfig
+    model: RNNConfig | TransformerConfig | ClassifierConfig
     data: DataConfig
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -234,6 +268,14 @@ class ExperimentConfig:
     """Config format version; files from a newer seqattn are refused."""
 
     def __post_init__(self) -> None:
+        classifier = isinstance(self.model, ClassifierConfig)
+        if classifier != (self.task == "classification"):
+            raise ConfigError(f"model.arch: {self.model.arch!r} does not fit task {self.task!r}")
+        metrics = CLASSIFICATION_METRICS if classifier else TRANSLATION_METRICS
+        if self.train.metric not in metrics:
+            raise ConfigError(
+                f"train.metric: {self.train.metric!r} is not a {self.task} metric ({', '.join(metrics)})"
+            )
         if self.version != CONFIG_VERSION:
             raise ConfigError(
                 f"version: config format {self.version} is not supported (this seqattn reads {CONFIG_VERSION})"

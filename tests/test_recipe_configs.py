@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from seqattn.config import ExperimentConfig, from_dict, load_config, to_dict
-from seqattn.models.build import build_seq2seq
+from seqattn.models.build import build_classifier, build_seq2seq
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 CONFIGS = sorted(RECIPES.rglob("*.yaml"))
@@ -21,9 +21,11 @@ def test_there_are_recipe_configs() -> None:
 def test_config_loads_and_builds(path: Path) -> None:
     config = load_config(path)
     assert isinstance(config, ExperimentConfig)
-    model = build_seq2seq(
-        config.model, src_vocab=config.tokenizer.vocab_size, tgt_vocab=config.tokenizer.vocab_size
-    )
+    vocab = config.tokenizer.vocab_size
+    if config.task == "classification":
+        model = build_classifier(config.model, vocab_size=vocab, num_classes=3)
+    else:
+        model = build_seq2seq(config.model, src_vocab=vocab, tgt_vocab=vocab)
     assert sum(p.numel() for p in model.parameters()) > 0
     # Saving and reading back gives the same config.
     assert from_dict(ExperimentConfig, to_dict(config)) == config

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqattn.config import load_config
-from seqattn.training.run import train_translation
+from seqattn.training.run import train as train_model
 
 console = Console(stderr=True)
 
@@ -38,19 +38,20 @@ def train(
     """Train a translation or classification model as CONFIG.yaml says."""
     config = load_config(config_path, overrides=overrides)
     output_dir = output_dir if output_dir is not None else Path("runs") / config_path.stem
-    results = train_translation(config, output_dir, resume=resume, device=device, console=console)
+    results = train_model(config, output_dir, resume=resume, device=device, console=console)
     if "valid" not in results:  # a worker process under torchrun: the main one reports
         return
+    if config.task == "classification":
+        columns: tuple[str, ...] = ("accuracy", "macro_f1", "loss")
+    else:
+        columns = ("bleu", "chrf", "exact_match", "loss")
     table = Table(title=f"trained {config.model.arch} -> {output_dir}", show_header=True)
     table.add_column("split")
-    for name in ("bleu", "chrf", "exact_match", "loss"):
+    for name in columns:
         table.add_column(name)
     for split in ("valid", "test"):
         if split in results:
-            row = results[split]
-            table.add_row(
-                split, *(str(row.get(name, "")) for name in ("bleu", "chrf", "exact_match", "loss"))
-            )
+            table.add_row(split, *(str(results[split].get(name, "")) for name in columns))
     Console().print(table)
     training = results["training"]
     Console().print(

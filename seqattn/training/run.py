@@ -12,6 +12,7 @@ A model directory holds everything needed to use the model later, and nothing el
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -23,18 +24,20 @@ import torch
 import torch.distributed as dist
 from rich.console import Console
 
-from seqattn.config import ExperimentConfig, save_config
+from seqattn.config import ClassifierConfig, ExperimentConfig, save_config
 from seqattn.data.corpora import load_corpus
 from seqattn.data.encoded import encode_corpus
+from seqattn.data.labels import LabelVocabulary
 from seqattn.data.tokenizer import Tokenizer
 from seqattn.errors import ConfigError
 from seqattn.io import atomic_write_text
-from seqattn.metrics import corpus_bleu, corpus_chrf, exact_match
-from seqattn.models.build import build_seq2seq
+from seqattn.metrics import classification_report, corpus_bleu, corpus_chrf, exact_match
+from seqattn.models.build import build_classifier, build_seq2seq
+from seqattn.training.classification import ClassificationTask, DocumentEncoder
 from seqattn.training.trainer import Trainer
 from seqattn.training.translation import TranslationTask
 
-__all__ = ["load_tokenizers", "resolve_device", "train_translation"]
+__all__ = ["load_tokenizers", "resolve_device", "train", "train_classifier", "train_translation"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -43,6 +46,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine")
     return torch.device(name)
+
+
+def _joint(config: ExperimentConfig) -> bool:
+    """Classifiers have one vocabulary; translation models follow tokenizer.joint."""
+    return config.task == "classification" or config.tokenizer.joint
 
 
 def tokenizer_paths(model_dir: Path, *, joint: bool) -> tuple[Path, Path]:
@@ -62,11 +70,16 @@ def _train_tokenizers(
 ) -> tuple[Tokenizer, Tokenizer]:
     """Train (or, when resuming, reload) the model's SentencePiece model(s)."""
     section = config.tokenizer
-    src_path, tgt_path = tokenizer_paths(model_dir, joint=section.joint)
+    joint = _joint(config)
+    src_path, tgt_path = tokenizer_paths(model_dir, joint=joint)
     if src_path.is_file() and tgt_path.is_file():
-        return load_tokenizers(model_dir, joint=section.joint)
+        return load_tokenizers(model_dir, joint=joint)
     with console.status("training the SentencePiece model(s)..."):
-        train = load_corpus(config.data.train, task="translation", strict=config.data.strict)
+        train = load_corpus(config.data.train, task=config.task, strict=config.data.strict)
+        if config.task == "classification":
+            model = Tokenizer.train(train["text"], config=section.settings())
+            model.save(src_path)
+            return model, model
         sources, targets = train["source"], train["target"]
         if section.joint:
             source = target = Tokenizer.train([*sources, *targets], config=section.settings())
@@ -79,19 +92,14 @@ def _train_tokenizers(
     return source, target
 
 
-def train_translation(
-    config: ExperimentConfig,
-    model_dir: str | Path,
-    *,
-    resume: bool = False,
-    device: str = "auto",
-    console: Console | None = None,
-) -> dict[str, Any]:
-    """Train a translation model as configured into ``model_dir``; returns the results dict."""
-    console = console or Console(stderr=True)
-    model_dir = Path(model_dir)
+def _prepare(
+    config: ExperimentConfig, model_dir: Path, *, resume: bool, device: str, console: Console
+) -> tuple[torch.device, int]:
+    """Check and create the model directory, save the config, train the tokenizer(s).
+
+    Under torchrun, the main process does this and the others wait; returns (device, rank).
+    """
     torch_device = resolve_device(device)
-    # Under torchrun, the main process prepares the directory and the tokenizers; the others wait.
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
@@ -108,7 +116,35 @@ def train_translation(
     if world > 1:
         dist.barrier()
     torch.manual_seed(config.train.seed)
-    source_tok, target_tok = load_tokenizers(model_dir, joint=config.tokenizer.joint)
+    return torch_device, rank
+
+
+def train(
+    config: ExperimentConfig,
+    model_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Train the model ``config`` describes (translation or classification) into ``model_dir``."""
+    run = train_classifier if config.task == "classification" else train_translation
+    return run(config, model_dir, resume=resume, device=device, console=console)
+
+
+def train_translation(
+    config: ExperimentConfig,
+    model_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Train a translation model as configured into ``model_dir``; returns the results dict."""
+    console = console or Console(stderr=True)
+    model_dir = Path(model_dir)
+    torch_device, rank = _prepare(config, model_dir, resume=resume, device=device, console=console)
+    source_tok, target_tok = load_tokenizers(model_dir, joint=_joint(config))
     with console.status("encoding the corpora..."):
         train = encode_corpus(
             config.data.train,
@@ -194,3 +230,110 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def train_classifier(
+    config: ExperimentConfig,
+    model_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Train an attention-pooling classifier as configured into ``model_dir``."""
+    console = console or Console(stderr=True)
+    model_dir = Path(model_dir)
+    assert isinstance(config.model, ClassifierConfig)
+    torch_device, rank = _prepare(config, model_dir, resume=resume, device=device, console=console)
+    tokenizer, _ = load_tokenizers(model_dir, joint=True)
+    encoder = DocumentEncoder(
+        tokenizer,
+        hierarchical=config.model.hierarchical,
+        max_sentences=config.model.max_sentences,
+        max_sentence_len=config.model.max_sentence_len,
+    )
+    with console.status("encoding the corpora..."):
+        train_raw = load_corpus(config.data.train, task="classification", strict=config.data.strict)
+        valid_raw = load_corpus(config.data.valid, task="classification", strict=config.data.strict)
+        labels = LabelVocabulary.from_data(train_raw["label"])
+        train_items, valid_items = (
+            encoder.encode(list(train_raw["text"])),
+            encoder.encode(list(valid_raw["text"])),
+        )
+        train_labels = labels.encode(
+            list(train_raw["label"]),
+            where=[f"{config.data.train.describe()} example {i + 1}" for i in range(len(train_raw))],
+        )
+        valid_labels = labels.encode(
+            list(valid_raw["label"]),
+            where=[f"{config.data.valid.describe()} example {i + 1}" for i in range(len(valid_raw))],
+        )
+    if rank == 0:
+        atomic_write_text(model_dir / "labels.json", json.dumps(labels.labels, ensure_ascii=False) + "\n")
+    model = build_classifier(config.model, vocab_size=tokenizer.vocab_size, num_classes=len(labels))
+    task = ClassificationTask(
+        encoder=encoder,
+        labels=labels,
+        train_items=train_items,
+        train_labels=train_labels,
+        valid_items=valid_items,
+        valid_labels=valid_labels,
+        max_tokens=config.train.max_tokens,
+        seed=config.train.seed,
+        label_smoothing=config.train.label_smoothing,
+        device=torch_device,
+    )
+    parameters = sum(p.numel() for p in model.parameters())
+    if rank == 0:
+        kind = "hierarchical classifier" if config.model.hierarchical else "classifier"
+        console.print(
+            f"[bold]{kind}[/] ({config.model.encoder} encoder, {config.model.pooling_score} pooling), "
+            f"{parameters:,} parameters on {torch_device}; {len(train_items):,} training examples, "
+            f"{len(labels)} labels, padding efficiency {task.padding_efficiency:.1%}; vocabulary {tokenizer.vocab_size:,}"
+        )
+    trainer = Trainer(
+        model, task, config=config.train, output_dir=model_dir, device=torch_device, console=console
+    )
+    start = time.perf_counter()
+    summary = trainer.fit(resume=resume)
+    if rank != 0:
+        return {"training": summary}
+    model.eval()
+    with torch.no_grad():
+        valid_metrics = task.validate(model)
+    results: dict[str, Any] = {
+        "task": "classification",
+        "model_dir": str(model_dir),
+        "device": describe_device(torch_device),
+        "parameters": parameters,
+        "train_seconds": summary["train_seconds"],
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "training": summary,
+        "valid": valid_metrics,
+        "labels": labels.labels,
+    }
+    if config.data.test is not None:
+        test_raw = load_corpus(config.data.test, task="classification")
+        with torch.no_grad():
+            predictions = task.predict(model, encoder.encode(list(test_raw["text"])))
+        gold = list(test_raw["label"])
+        labels.encode(
+            gold, where=[f"{config.data.test.describe()} example {i + 1}" for i in range(len(gold))]
+        )
+        report = classification_report([p.label for p in predictions], gold, classes=labels.labels)
+        results["test"] = {
+            "accuracy": round(report.accuracy, 2),
+            "macro_f1": round(report.macro_f1, 2),
+            "examples": len(gold),
+            "per_class": report.per_class,
+            "confusion": report.confusion,
+        }
+    atomic_write_text(model_dir / "results.json", json.dumps(results, indent=2, default=_plain) + "\n")
+    return results
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for small dataclasses in results."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
