@@ -135,9 +135,12 @@ def restore_order(plan: BatchPlan, outputs: Sequence[Sequence[T]]) -> list[T]:
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], *, pad_id: int = PAD_ID) -> tuple[Tensor, Tensor]:
-    """Id sequences -> ``(B, T)`` padded tensor and ``(B,)`` lengths."""
+    """Id sequences -> ``(B, T)`` padded tensor and ``(B,)`` lengths.
+
+    ``T`` is at least 1, so a batch of empty sequences still has one (pad) position to attend to.
+    """
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    width = int(lengths.max()) if len(sequences) else 0
+    width = max(int(lengths.max()), 1) if len(sequences) else 0
     out = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     for row, sequence in enumerate(sequences):
         out[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)

@@ -19,10 +19,12 @@ _BOUNDARY = re.compile(r"([.!?][\"'”’)\]]*)\s+(?=[\"'“‘(\[]?[A-Z0-9À-Ö
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` (stripped, non-empty); a text without any gives ``[text.strip()]``."""
+    """Sentences of ``text``, stripped and non-empty; a text with none gives ``[""]``."""
     sentences = []
     for paragraph in text.split(PARAGRAPH):
-        for sentence in _BOUNDARY.sub("\\1\n", paragraph).split("\n"):
-            if sentence.strip():
-                sentences.append(sentence.strip())
-    return sentences or [text.strip()]
+        start = 0
+        for match in _BOUNDARY.finditer(paragraph):
+            sentences.append(paragraph[start : match.end(1)].strip())
+            start = match.end()
+        sentences.append(paragraph[start:].strip())
+    return [s for s in sentences if s] or [""]

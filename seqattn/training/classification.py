@@ -64,7 +64,7 @@ class DocumentEncoder:
         """Batching cost of one item (for a document: sentences x longest sentence)."""
         if not self.hierarchical:
             return max(len(item), 1)
-        return max(len(item), 1) * max((len(s) for s in item), default=1)
+        return max(len(item), 1) * (max((len(s) for s in item), default=1) or 1)
 
     def collate(self, items: list[Encoded]) -> tuple[Tensor, ...]:
         if not self.hierarchical:

@@ -249,7 +249,8 @@ def test_pad_batch_of_nothing() -> None:
 @given(st.lists(st.lists(st.integers(min_value=4, max_value=1000), max_size=20), min_size=1, max_size=16))
 def test_pad_batch_property(sequences: list[list[int]]) -> None:
     padded, lengths = pad_batch(sequences)
-    assert padded.shape == (len(sequences), max(len(s) for s in sequences))
+    # At least one position, so a batch of empty sequences still has a (pad) key to attend to.
+    assert padded.shape == (len(sequences), max(1, *(len(s) for s in sequences)))
     assert lengths.tolist() == [len(s) for s in sequences]
     for row, sequence in enumerate(sequences):
         assert padded[row, : len(sequence)].tolist() == sequence
