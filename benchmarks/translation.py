@@ -29,7 +29,7 @@ peers'. ``--tokenizer PATH`` reuses (or, if missing, saves) a seqattn SentencePi
   parameters (joey 9.63M).
 
 **Training** (the real code path): the steps are :class:`seqattn.training.trainer.Trainer`
-updates (``Trainer._update``: autocast on CUDA, :meth:`TranslationTask.loss` with its collation
+updates (``Trainer.update``: autocast on CUDA, :meth:`TranslationTask.loss` with its collation
 of the batch, backward, loss normalisation by target tokens, clipping, AdamW, the schedule) over
 ``TranslationTask.plan`` batches: length-bucketed, nominal 4096 padded tokens
 (``sentences x max(src, tgt) + 1``), like OpenNMT (JoeyNMT does not bucket). ``Trainer.fit``
@@ -439,7 +439,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
             if step == warmup + 1:
                 window_start = begin
             batch = next(batches)
-            trainer._update([batch])  # the Trainer's own update: loss, backward, clip, AdamW, schedule
+            trainer.update([batch])  # the Trainer's own update: loss, backward, clip, AdamW, schedule
             synchronize(device)
             end = time.perf_counter()
             if step == warmup + timed:

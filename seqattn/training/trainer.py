@@ -243,7 +243,7 @@ class Trainer:
         for i in range(start, len(batches), k):
             yield i + len(batches[i : i + k]), batches[i : i + k]
 
-    def _update(self, group: list[Any]) -> tuple[float, int]:
+    def update(self, group: list[Any]) -> tuple[float, int]:
         """One optimizer update over ``group``; returns (summed nll, target tokens) of this process."""
         self.wrapped.train()
         nll, tokens = 0.0, 0
@@ -339,7 +339,7 @@ class Trainer:
                     rate="",
                 )
                 for position, group in self._groups(batches, self.state.batch):
-                    nll, tokens = self._update(group)
+                    nll, tokens = self.update(group)
                     self.state.step += 1
                     self.state.batch = position
                     self.state.tokens += tokens

@@ -121,7 +121,7 @@ def test_update_gradient_is_the_token_mean_over_accumulated_batches(tmp_path: Pa
     trainer.optimizer.step = lambda: None  # keep the gradients of one update
     trainer.optimizer.zero_grad = lambda set_to_none=True: None
     group = task.plan(0)[:2]
-    trainer._update(group)
+    trainer.update(group)
     got = {n: p.grad.clone() for n, p in model.named_parameters()}
 
     model.zero_grad()
