@@ -119,6 +119,37 @@ def _prepare(
     return torch_device, rank
 
 
+def _fit(
+    config: ExperimentConfig,
+    model: torch.nn.Module,
+    task: Any,
+    model_dir: Path,
+    *,
+    device: torch.device,
+    resume: bool,
+    console: Console,
+) -> dict[str, Any]:
+    """Train with the Trainer, then validate the final model; the start of results.json."""
+    trainer = Trainer(model, task, config=config.train, output_dir=model_dir, device=device, console=console)
+    start = time.perf_counter()
+    summary = trainer.fit(resume=resume)
+    if not trainer.is_main:
+        return {"training": summary}
+    model.eval()
+    with torch.no_grad():
+        valid_metrics = task.validate(model)
+    return {
+        "task": config.task,
+        "model_dir": str(model_dir),
+        "device": describe_device(device),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": summary["train_seconds"],
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "training": summary,
+        "valid": valid_metrics,
+    }
+
+
 def train(
     config: ExperimentConfig,
     model_dir: str | Path,
@@ -181,25 +212,10 @@ def train_translation(
             f"{len(train):,} training pairs ({train.report.dropped_empty} empty dropped, {task.filtered} over "
             f"max_len skipped), padding efficiency {task.padding_efficiency:.1%}; vocabulary {source_tok.vocab_size:,}"
         )
-    trainer = Trainer(
-        model, task, config=config.train, output_dir=model_dir, device=torch_device, console=console
-    )
-    start = time.perf_counter()
-    summary = trainer.fit(resume=resume)
+    results = _fit(config, model, task, model_dir, device=torch_device, resume=resume, console=console)
     if rank != 0:  # the main process evaluates and writes the results
-        return {"training": summary}
-    model.eval()
-    with torch.no_grad():
-        valid_metrics = task.validate(model)
-    results: dict[str, Any] = {
-        "task": "translation",
-        "model_dir": str(model_dir),
-        "device": describe_device(torch_device),
-        "parameters": parameters,
-        "train_seconds": summary["train_seconds"],
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "training": summary,
-        "valid": valid_metrics,
+        return results
+    results |= {
         "signature": task.signature,
         "data": {
             "train_pairs": len(train),
@@ -291,27 +307,10 @@ def train_classifier(
             f"{parameters:,} parameters on {torch_device}; {len(train_items):,} training examples, "
             f"{len(labels)} labels, padding efficiency {task.padding_efficiency:.1%}; vocabulary {tokenizer.vocab_size:,}"
         )
-    trainer = Trainer(
-        model, task, config=config.train, output_dir=model_dir, device=torch_device, console=console
-    )
-    start = time.perf_counter()
-    summary = trainer.fit(resume=resume)
+    results = _fit(config, model, task, model_dir, device=torch_device, resume=resume, console=console)
     if rank != 0:
-        return {"training": summary}
-    model.eval()
-    with torch.no_grad():
-        valid_metrics = task.validate(model)
-    results: dict[str, Any] = {
-        "task": "classification",
-        "model_dir": str(model_dir),
-        "device": describe_device(torch_device),
-        "parameters": parameters,
-        "train_seconds": summary["train_seconds"],
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "training": summary,
-        "valid": valid_metrics,
-        "labels": labels.labels,
-    }
+        return results
+    results["labels"] = labels.labels
     if config.data.test is not None:
         test_raw = load_corpus(config.data.test, task="classification")
         with torch.no_grad():
