@@ -21,7 +21,7 @@ from seqattn.data.tokenizer import PAD_ID, Tokenizer
 from seqattn.metrics import classification_report
 from seqattn.training.loss import LossOutput, label_smoothed_cross_entropy
 
-__all__ = ["ClassificationTask", "DocumentEncoder", "Prediction"]
+__all__ = ["ClassificationTask", "DocumentEncoder", "Prediction", "predict"]
 
 Encoded = list[int] | list[list[int]]  # flat: piece ids; hierarchical: one id list per sentence
 
@@ -144,29 +144,58 @@ class ClassificationTask:
 
     def predict(self, model: nn.Module, items: list[Encoded]) -> list[Prediction]:
         """Per item: the label, its probability and the attention weights (input order)."""
-        plan = inference_batches([self.encoder.length(i) for i in items], max_tokens=self.max_tokens)
-        outputs = []
-        for batch in plan.batches:
-            out = self._forward(model, [items[i] for i in batch])
-            probs = torch.softmax(out.logits.float(), dim=-1).cpu()
-            outputs.append([self._prediction(probs[row], out, row, items[i]) for row, i in enumerate(batch)])
-        return restore_order(plan, outputs)
-
-    def _prediction(self, probabilities: Tensor, out: Any, row: int, item: Encoded) -> Prediction:
-        """One item's slice of a batch output, weights cut to the item's real size."""
-        best = int(probabilities.argmax())
-        sentence_weights = None
-        if self.encoder.hierarchical:
-            sentences = max(len(item), 1)
-            width = max((len(s) for s in item), default=1) or 1
-            weights = out.weights[row, :sentences, 0, :width].detach().cpu()  # (S, T)
-            sentence_weights = out.sentence_weights[row, :, :sentences].detach().cpu()  # (Q, S)
-        else:
-            weights = out.weights[row, :, : max(len(item), 1)].detach().cpu()  # (Q, T)
-        return Prediction(
-            label=self.labels.name(best),
-            probability=float(probabilities[best]),
-            probabilities=probabilities.tolist(),
-            weights=weights,
-            sentence_weights=sentence_weights,
+        return predict(
+            model,
+            items,
+            encoder=self.encoder,
+            labels=self.labels,
+            max_tokens=self.max_tokens,
+            device=self.device,
         )
+
+
+def predict(
+    model: nn.Module,
+    items: list[Encoded],
+    *,
+    encoder: DocumentEncoder,
+    labels: LabelVocabulary,
+    max_tokens: int,
+    device: torch.device | str = "cpu",
+) -> list[Prediction]:
+    """Predictions for encoded items, batched by length, returned in input order."""
+    plan = inference_batches([encoder.length(i) for i in items], max_tokens=max_tokens)
+    outputs = []
+    for batch in plan.batches:
+        tensors = [t.to(device) for t in encoder.collate([items[i] for i in batch])]
+        out = model(*tensors)
+        probs = torch.softmax(out.logits.float(), dim=-1).cpu()
+        outputs.append(
+            [
+                _prediction(probs[row], out, row, items[i], hierarchical=encoder.hierarchical, labels=labels)
+                for row, i in enumerate(batch)
+            ]
+        )
+    return restore_order(plan, outputs)
+
+
+def _prediction(
+    probabilities: Tensor, out: Any, row: int, item: Encoded, *, hierarchical: bool, labels: LabelVocabulary
+) -> Prediction:
+    """One item's slice of a batch output, weights cut to the item's real size."""
+    best = int(probabilities.argmax())
+    sentence_weights = None
+    if hierarchical:
+        sentences = max(len(item), 1)
+        width = max((len(s) for s in item), default=1) or 1
+        weights = out.weights[row, :sentences, 0, :width].detach().cpu()  # (S, T)
+        sentence_weights = out.sentence_weights[row, :, :sentences].detach().cpu()  # (Q, S)
+    else:
+        weights = out.weights[row, :, : max(len(item), 1)].detach().cpu()  # (Q, T)
+    return Prediction(
+        label=labels.name(best),
+        probability=float(probabilities[best]),
+        probabilities=probabilities.tolist(),
+        weights=weights,
+        sentence_weights=sentence_weights,
+    )

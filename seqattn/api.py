@@ -1,0 +1,284 @@
+"""Use a trained model directory from Python.
+
+>>> import seqattn
+>>> model = seqattn.load("runs/dates-transformer")          # doctest: +SKIP
+>>> model.translate(["3. März 2021"])                          # doctest: +SKIP
+['2021-03-03']
+
+:func:`load` reads only the model directory (``config.yaml``, ``model.pt`` with
+``weights_only=True``, the SentencePiece model(s), ``labels.json`` for classifiers) and returns a
+:class:`Translator` or a :class:`Classifier`, chosen by the config's task. Anything missing or
+inconsistent (a tokenizer whose vocabulary does not match the model's embeddings, a weights file
+that does not fit the config) is a one-line :class:`~seqattn.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from seqattn.config import ClassifierConfig, ExperimentConfig, from_dict, read_mapping
+from seqattn.data.labels import LabelVocabulary
+from seqattn.data.tokenizer import EOS_ID, Tokenizer
+from seqattn.decoding import Hypothesis, beam_search, greedy_search, translate_batches
+from seqattn.errors import ConfigError, DataError
+from seqattn.models.build import build_classifier, build_seq2seq
+from seqattn.training.checkpoint import load_checkpoint
+from seqattn.training.classification import DocumentEncoder, Prediction, predict
+from seqattn.training.run import resolve_device
+
+__all__ = ["Classifier", "Translation", "Translator", "load"]
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One hypothesis: the detokenized text, its score, pieces and attention."""
+
+    text: str
+    score: float
+    """Length-normalised log-probability (the beam's ranking score)."""
+    source_pieces: list[str]
+    target_pieces: list[str]
+    """Produced pieces, ending with ``</s>`` when the model produced it."""
+    attention: Tensor
+    """``(len(target_pieces), len(source_pieces))``: one row per produced piece over the source
+    pieces (the last source piece is ``</s>``)."""
+
+
+def _read_config(model_dir: Path) -> ExperimentConfig:
+    path = model_dir / "config.yaml"
+    if not path.is_file():
+        raise DataError(f"{model_dir}: not a model directory (no config.yaml)")
+    try:
+        return from_dict(ExperimentConfig, read_mapping(path))
+    except ConfigError as error:
+        raise DataError(f"{path}: {error}") from None
+
+
+def _load_weights(model: nn.Module, model_dir: Path) -> None:
+    path = model_dir / "model.pt"
+    if not path.is_file():
+        raise DataError(f"{model_dir}: no model.pt (training did not finish? use checkpoints/last.pt)")
+    state = load_checkpoint(path).get("model")
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: no 'model' weights in the file")
+    expected = model.state_dict()
+    for name, value in state.items():
+        if name in expected and expected[name].shape != value.shape:
+            raise DataError(
+                f"{path}: {name} has shape {tuple(value.shape)}, the config and tokenizer give {tuple(expected[name].shape)}"
+            )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        which = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise DataError(f"{path}: weights do not fit config.yaml ({which})")
+
+
+def _tokenizer(path: Path) -> Tokenizer:
+    if not path.is_file():
+        raise DataError(f"{path.parent}: missing tokenizer {path.name}")
+    return Tokenizer.load(path)
+
+
+def load(model_dir: str | Path, *, device: str = "auto") -> Translator | Classifier:
+    """Load a trained model directory as a :class:`Translator` or a :class:`Classifier`."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise DataError(f"{model_dir}: no such model directory")
+    config = _read_config(model_dir)
+    torch_device = resolve_device(device)
+    if isinstance(config.model, ClassifierConfig):
+        tokenizer = _tokenizer(model_dir / "spm.model")
+        labels_path = model_dir / "labels.json"
+        if not labels_path.is_file():
+            raise DataError(f"{model_dir}: missing labels.json")
+        labels = LabelVocabulary(json.loads(labels_path.read_text(encoding="utf-8")))
+        model = build_classifier(config.model, vocab_size=tokenizer.vocab_size, num_classes=len(labels))
+        _load_weights(model, model_dir)
+        return Classifier(model.to(torch_device).eval(), tokenizer, labels, config, torch_device)
+    joint = config.tokenizer.joint
+    source = _tokenizer(model_dir / ("spm.model" if joint else "src.model"))
+    target = source if joint else _tokenizer(model_dir / "tgt.model")
+    model = build_seq2seq(config.model, src_vocab=source.vocab_size, tgt_vocab=target.vocab_size)
+    _load_weights(model, model_dir)
+    return Translator(model.to(torch_device).eval(), source, target, config, torch_device)
+
+
+class Translator:
+    """A trained translation model with its tokenizers."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        source: Tokenizer,
+        target: Tokenizer,
+        config: ExperimentConfig,
+        device: torch.device,
+    ) -> None:
+        self.model, self.source, self.target, self.config, self.device = model, source, target, config, device
+
+    def _search(
+        self,
+        sentences: list[str],
+        *,
+        beam: int,
+        n_best: int,
+        max_len_a: float,
+        max_len_b: int,
+        batch_tokens: int,
+    ) -> tuple[list[list[int]], list[list[Hypothesis]]]:
+        if beam < 1 or n_best < 1 or n_best > beam:
+            raise ConfigError(f"need 1 <= n_best <= beam, got beam={beam}, n_best={n_best}")
+        if batch_tokens < 1:
+            raise ConfigError(f"batch_tokens must be positive, got {batch_tokens}")
+        sources = [self.source.encode(s, eos=True) for s in sentences]
+        options: dict[str, Any] = {"max_len_a": max_len_a, "max_len_b": max_len_b}
+        if beam == 1:
+            search = greedy_search
+        else:
+            search = beam_search
+            options |= {"beam_size": beam, "n_best": n_best}
+        with torch.no_grad():
+            results = translate_batches(
+                self.model, sources, max_tokens=batch_tokens, search=search, device=self.device, **options
+            )
+        return sources, results
+
+    def translate(
+        self,
+        sentences: list[str],
+        *,
+        beam: int = 5,
+        n_best: int = 1,
+        max_len_a: float = 1.5,
+        max_len_b: int = 5,
+        batch_tokens: int = 4096,
+    ) -> list[str] | list[list[tuple[str, float]]]:
+        """Translate ``sentences`` (order preserved; an empty string gets an empty answer).
+
+        With ``n_best == 1`` returns one string per sentence; otherwise a list of
+        ``(text, score)`` per sentence, best first.
+        """
+        _, results = self._search(
+            list(sentences),
+            beam=beam,
+            n_best=n_best,
+            max_len_a=max_len_a,
+            max_len_b=max_len_b,
+            batch_tokens=batch_tokens,
+        )
+        # An empty (or blank) line gets an empty answer rather than whatever the model invents.
+        blank = [not s.strip() for s in sentences]
+        if n_best == 1:
+            return [
+                "" if b or not r else self.target.decode(r[0].tokens)
+                for b, r in zip(blank, results, strict=True)
+            ]
+        return [
+            [] if b else [(self.target.decode(h.tokens), h.score) for h in r]
+            for b, r in zip(blank, results, strict=True)
+        ]
+
+    def attention(
+        self, source: str, *, beam: int = 5, max_len_a: float = 1.5, max_len_b: int = 5
+    ) -> Translation:
+        """The best translation of ``source`` with its pieces and attention matrix."""
+        sources, results = self._search(
+            [source], beam=beam, n_best=1, max_len_a=max_len_a, max_len_b=max_len_b, batch_tokens=1 << 20
+        )
+        if not results[0]:
+            return Translation(
+                "", float("-inf"), self._pieces(sources[0]), [], torch.zeros(0, len(sources[0]))
+            )
+        best = results[0][0]
+        produced = [*best.tokens, EOS_ID][: best.attention.size(0)]
+        return Translation(
+            text=self.target.decode(best.tokens),
+            score=best.score,
+            source_pieces=self._pieces(sources[0]),
+            target_pieces=[self.target.id_to_piece(i) for i in produced],
+            attention=best.attention,
+        )
+
+    def _pieces(self, ids: list[int]) -> list[str]:
+        return [self.source.id_to_piece(i) for i in ids]
+
+
+class Classifier:
+    """A trained attention-pooling classifier with its tokenizer and labels."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        labels: LabelVocabulary,
+        config: ExperimentConfig,
+        device: torch.device,
+    ) -> None:
+        assert isinstance(config.model, ClassifierConfig)
+        self.model, self.tokenizer, self.labels, self.config, self.device = (
+            model,
+            tokenizer,
+            labels,
+            config,
+            device,
+        )
+        self.encoder = DocumentEncoder(
+            tokenizer,
+            hierarchical=config.model.hierarchical,
+            max_sentences=config.model.max_sentences,
+            max_sentence_len=config.model.max_sentence_len,
+        )
+
+    def _predict(self, items: list[Any], batch_tokens: int) -> list[Prediction]:
+        if batch_tokens < 1:
+            raise ConfigError(f"batch_tokens must be positive, got {batch_tokens}")
+        with torch.no_grad():
+            return predict(
+                self.model,
+                items,
+                encoder=self.encoder,
+                labels=self.labels,
+                max_tokens=batch_tokens,
+                device=self.device,
+            )
+
+    def predict(self, texts: list[str], *, batch_tokens: int = 8192) -> list[tuple[str, float]]:
+        """``(label, probability)`` per text, in input order (empty texts are answered too)."""
+        return [
+            (p.label, p.probability) for p in self._predict(self.encoder.encode(list(texts)), batch_tokens)
+        ]
+
+    def explain(self, texts: list[str], *, batch_tokens: int = 8192) -> list[dict[str, Any]]:
+        """Per text: label, probability, probabilities by label, and attention weights.
+
+        Flat models give ``tokens`` (pieces) and ``weights`` (one list per pooling query);
+        hierarchical models give ``sentences`` (pieces per sentence), ``word_weights`` and
+        ``sentence_weights``.
+        """
+        items = self.encoder.encode(list(texts))
+        explained = []
+        for item, prediction in zip(items, self._predict(items, batch_tokens), strict=True):
+            entry: dict[str, Any] = {
+                "label": prediction.label,
+                "probability": prediction.probability,
+                "probabilities": dict(zip(self.labels.labels, prediction.probabilities, strict=True)),
+            }
+            if self.encoder.hierarchical:
+                entry["sentences"] = [[self.tokenizer.id_to_piece(i) for i in s] for s in item]  # type: ignore[union-attr]
+                entry["word_weights"] = [
+                    w[: len(s)].tolist() for w, s in zip(prediction.weights, item, strict=False)
+                ]  # type: ignore[arg-type]
+                entry["sentence_weights"] = (
+                    prediction.sentence_weights.tolist() if prediction.sentence_weights is not None else []
+                )
+            else:
+                entry["tokens"] = [self.tokenizer.id_to_piece(i) for i in item]  # type: ignore[arg-type]
+                entry["weights"] = [w[: len(item)].tolist() for w in prediction.weights]
+            explained.append(entry)
+        return explained
