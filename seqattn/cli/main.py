@@ -25,6 +25,17 @@ class Group(click.Group):
                 raise
             console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             sys.exit(1)
+        except click.UsageError as error:
+            # Bad options and arguments: one line naming the option, like every other error.
+            if ctx.find_root().params.get("debug"):
+                raise
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+            console.print(
+                f"[bold red]error:[/] {escape(error.format_message())}{escape(hint)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(error.exit_code)
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]")
             sys.exit(130)
@@ -38,11 +49,14 @@ def main(debug: bool) -> None:
 
 
 def _register() -> None:
-    from seqattn.cli import data, tokenizer, train
+    from seqattn.cli import data, infer, tokenizer, train
 
     main.add_command(data.data)
     main.add_command(tokenizer.tokenizer)
     main.add_command(train.train)
+    main.add_command(infer.translate)
+    main.add_command(infer.classify)
+    main.add_command(infer.evaluate)
 
 
 _register()
