@@ -19,20 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from seqattn.config import ClassifierConfig, ExperimentConfig, from_dict, read_mapping
+from seqattn.data.batching import pad_batch
 from seqattn.data.labels import LabelVocabulary
-from seqattn.data.tokenizer import EOS_ID, Tokenizer
-from seqattn.decoding import Hypothesis, beam_search, greedy_search, translate_batches
+from seqattn.data.tokenizer import EOS, EOS_ID, Tokenizer
+from seqattn.decoding import Hypothesis, beam_search, force_decode, greedy_search, translate_batches
 from seqattn.errors import ConfigError, DataError
+from seqattn.metrics.alignment import merge_subwords
 from seqattn.models.build import build_classifier, build_seq2seq
 from seqattn.training.checkpoint import load_checkpoint
 from seqattn.training.classification import DocumentEncoder, Prediction, predict
 from seqattn.training.run import resolve_device
 
-__all__ = ["Classifier", "Translation", "Translator", "load"]
+__all__ = ["Alignment", "Classifier", "Translation", "Translator", "load"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,26 @@ class Translation:
     attention: Tensor
     """``(len(target_pieces), len(source_pieces))``: one row per produced piece over the source
     pieces (the last source piece is ``</s>``)."""
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """A sentence pair force-decoded by the model: attention over pieces and over words."""
+
+    source_pieces: list[str]
+    """Source pieces, ending with ``</s>``."""
+    target_pieces: list[str]
+    """Target pieces, ending with ``</s>`` (the row that predicted the end)."""
+    attention: Tensor
+    """``(len(target_pieces), len(source_pieces))`` attention of each predicted piece."""
+    source_words: list[str]
+    target_words: list[str]
+    word_attention: np.ndarray
+    """``(len(target_words), len(source_words))``: pieces merged into words (summed over a source
+    word's pieces, averaged over a target word's pieces); ``</s>`` stays a word of its own."""
+    links: set[tuple[int, int]]
+    """Hard word alignment ``(source word, target word)``: every target word is linked to the
+    source word it attends to most (``</s>`` left out on both sides)."""
 
 
 def _read_config(model_dir: Path) -> ExperimentConfig:
@@ -207,6 +230,42 @@ class Translator:
 
     def _pieces(self, ids: list[int]) -> list[str]:
         return [self.source.id_to_piece(i) for i in ids]
+
+    def align(self, sources: list[str], targets: list[str], *, batch_sentences: int = 64) -> list[Alignment]:
+        """Force-decode each (source, target) pair and read its attention as an alignment."""
+        if len(sources) != len(targets):
+            raise ConfigError(f"align needs as many targets as sources ({len(sources)} != {len(targets)})")
+        results: list[Alignment] = []
+        for start in range(0, len(sources), batch_sentences):
+            src_ids = [self.source.encode(s, eos=True) for s in sources[start : start + batch_sentences]]
+            tgt_ids = [self.target.encode(t) for t in targets[start : start + batch_sentences]]
+            src, src_lengths = pad_batch(src_ids)
+            tgt, tgt_lengths = pad_batch(tgt_ids)
+            with torch.no_grad():
+                matrices = force_decode(
+                    self.model,
+                    src.to(self.device),
+                    src_lengths.to(self.device),
+                    tgt.to(self.device),
+                    tgt_lengths=tgt_lengths.to(self.device),
+                )
+            for s_ids, t_ids, matrix in zip(src_ids, tgt_ids, matrices, strict=True):
+                results.append(self._alignment(s_ids, t_ids, matrix.float().cpu()))
+        return results
+
+    def _alignment(self, src_ids: list[int], tgt_ids: list[int], attention: Tensor) -> Alignment:
+        source_pieces = self._pieces(src_ids)
+        target_pieces = [self.target.id_to_piece(i) for i in [*tgt_ids, EOS_ID]]
+        words, source_words, target_words = merge_subwords(attention, source_pieces, target_pieces)
+        # Hard links between real words: argmax over source words other than </s>.
+        real_src = [j for j, w in enumerate(source_words) if w != EOS]
+        links = set()
+        for i, word in enumerate(target_words):
+            if word == EOS or not real_src:
+                continue
+            best = max(real_src, key=lambda j: words[i, j])
+            links.add((best, i))
+        return Alignment(source_pieces, target_pieces, attention, source_words, target_words, words, links)
 
 
 class Classifier:

@@ -126,3 +126,70 @@ def test_evaluate_both_kinds(translator_dir: Path, classifier_dir: Path, tmp_pat
         str(tmp_path / "labels.txt"),
     )
     assert result.exit_code == 1 and f"{tmp_path / 'labels.txt'}:2: label 'mixed'" in result.stderr
+
+
+def test_align_writes_one_line_of_links_per_pair(translator_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "src.txt").write_text("w1 w2 w3\nw4 w5\n")
+    (tmp_path / "tgt.txt").write_text("w3 w2 w1\nw5 w4\n")
+    out = tmp_path / "pred.talp"
+    result = run(
+        "align",
+        "-m",
+        str(translator_dir),
+        "--src",
+        str(tmp_path / "src.txt"),
+        "--tgt",
+        str(tmp_path / "tgt.txt"),
+        "-o",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2
+    links = [{tuple(map(int, link.split("-"))) for link in line.split()} for line in lines]
+    assert {j for _, j in links[0]} == {0, 1, 2} and {j for _, j in links[1]} == {0, 1}  # every target word
+    alignment = seqattn.load(translator_dir).align(["w1 w2 w3"], ["w3 w2 w1"])[0]
+    assert alignment.links == links[0]
+    assert alignment.word_attention.shape == (len(alignment.target_words), len(alignment.source_words))
+    assert alignment.source_words[-1] == alignment.target_words[-1] == "</s>"
+
+
+def test_aer_against_hand_computed_values(tmp_path: Path) -> None:
+    (tmp_path / "gold.talp").write_text("0-0 1p1\n0-0\n1-0 2-0\n")
+    (tmp_path / "pred.talp").write_text("0-0\n0-0\n1-0\n")
+    result = run(
+        "aer", "--gold", str(tmp_path / "gold.talp"), "--pred", str(tmp_path / "pred.talp"), "--json"
+    )
+    assert result.exit_code == 0, result.output
+    # |A| = 3, |S| = 4, |A & S| = 3, |A & P| = 3: AER = 1 - 6/7, precision 3/3, recall 3/4.
+    assert json.loads(result.stdout) == {"precision": 100.0, "recall": 75.0, "aer": 14.29, "sentences": 3}
+    (tmp_path / "pred.talp").write_text("0-0\n")
+    result = run("aer", "--gold", str(tmp_path / "gold.talp"), "--pred", str(tmp_path / "pred.talp"))
+    assert result.exit_code == 2 and "has 3 lines" in result.stderr
+
+
+def test_plot_translation_alignment_and_token_weights(
+    translator_dir: Path, classifier_dir: Path, tmp_path: Path
+) -> None:
+    for args in (
+        ("-m", str(translator_dir), "--text", "w1 w2 w3", "-o", str(tmp_path / "a.png")),
+        (
+            "-m",
+            str(translator_dir),
+            "--text",
+            "w1 w2",
+            "--reference",
+            "w2 w1",
+            "--words",
+            "-o",
+            str(tmp_path / "b.svg"),
+        ),
+        ("-m", str(classifier_dir), "--text", "the film was good", "-o", str(tmp_path / "c.png")),
+    ):
+        result = run("plot", *args)
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in (tmp_path / "b.svg").read_bytes()[:2000]
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    bad = run("plot", "-m", str(translator_dir), "--text", "w1", "-o", str(tmp_path / "x.jpg"))
+    assert bad.exit_code == 1 and "png or .svg" in bad.stderr

@@ -49,7 +49,7 @@ def main(debug: bool) -> None:
 
 
 def _register() -> None:
-    from seqattn.cli import data, infer, tokenizer, train
+    from seqattn.cli import alignments, data, infer, tokenizer, train
 
     main.add_command(data.data)
     main.add_command(tokenizer.tokenizer)
@@ -57,6 +57,9 @@ def _register() -> None:
     main.add_command(infer.translate)
     main.add_command(infer.classify)
     main.add_command(infer.evaluate)
+    main.add_command(alignments.plot)
+    main.add_command(alignments.align)
+    main.add_command(alignments.aer)
 
 
 _register()

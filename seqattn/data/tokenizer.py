@@ -142,7 +142,9 @@ class Tokenizer:
         except RuntimeError as error:
             message = str(error).strip().splitlines()[-1] if str(error).strip() else "failed"
             if "Vocabulary size" in message or "vocab_size" in message:
-                message += " (lower the vocabulary size, --vocab-size or tokenizer.vocab_size, or give more text)"
+                message += (
+                    " (lower the vocabulary size, --vocab-size or tokenizer.vocab_size, or give more text)"
+                )
             raise DataError(f"SentencePiece training failed: {message}") from None
         return cls(proto.getvalue())
 
