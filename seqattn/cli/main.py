@@ -49,7 +49,7 @@ def main(debug: bool) -> None:
 
 
 def _register() -> None:
-    from seqattn.cli import alignments, data, infer, tokenizer, train
+    from seqattn.cli import alignments, data, infer, recipe, tokenizer, train
 
     main.add_command(data.data)
     main.add_command(tokenizer.tokenizer)
@@ -60,6 +60,7 @@ def _register() -> None:
     main.add_command(alignments.plot)
     main.add_command(alignments.align)
     main.add_command(alignments.aer)
+    main.add_command(recipe.recipe)
 
 
 _register()

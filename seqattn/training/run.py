@@ -324,15 +324,8 @@ def train_classifier(
             "accuracy": round(report.accuracy, 2),
             "macro_f1": round(report.macro_f1, 2),
             "examples": len(gold),
-            "per_class": report.per_class,
+            "per_class": {name: dataclasses.asdict(scores) for name, scores in report.per_class.items()},
             "confusion": report.confusion,
         }
-    atomic_write_text(model_dir / "results.json", json.dumps(results, indent=2, default=_plain) + "\n")
+    atomic_write_text(model_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
-
-
-def _plain(value: Any) -> Any:
-    """JSON fallback for small dataclasses in results."""
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

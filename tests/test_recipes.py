@@ -1,0 +1,53 @@
+"""seqattn recipe list / run on a tiny version of a real recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from seqattn.cli import main
+from seqattn.recipes import RECIPES, recipes_dir
+
+
+def test_every_recipe_has_its_config() -> None:
+    for name, recipe in RECIPES.items():
+        assert (recipes_dir() / recipe.config).is_file(), name
+
+
+def test_recipe_list() -> None:
+    result = CliRunner().invoke(main, ["recipe", "list"])
+    assert result.exit_code == 0
+    assert all(name in result.stdout for name in RECIPES)
+
+
+def test_dates_recipe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEQATTN_CACHE", str(tmp_path / "cache"))
+    tiny = [
+        "model.d_model=32",
+        "model.ffn_dim=64",
+        "model.encoder_layers=1",
+        "model.decoder_layers=1",
+        "train.max_steps=12",
+        "train.validate_every=6",
+        "train.max_tokens=2048",
+    ]
+    args = [
+        "recipe",
+        "run",
+        "dates-transformer",
+        "-o",
+        str(tmp_path / "runs"),
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
+    result = CliRunner().invoke(main, args + [item for kv in tiny for item in ("--set", kv)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "runs" / "dates-transformer" / "recipe.json").read_text())
+    assert results["recipe"] == "dates-transformer" and results["task"] == "translation"
+    assert {"bleu", "chrf", "exact_match", "aer"} <= set(results["metrics"])
+    assert 0.0 <= results["metrics"]["aer"] <= 100.0 and results["metrics"]["aer_pairs"] == 1000
+    assert len(results["plots"]) == 3 and all(Path(p).is_file() for p in results["plots"])
+    assert "dates-transformer" in result.stdout  # the comparison table
