@@ -28,8 +28,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+DEMO_RECIPES := dates-rnn-bahdanau dates-rnn-luong dates-transformer sentiment-attnpool
+
+# The three dates models and the sentiment classifier, trained, evaluated and plotted, then one
+# comparison table (about 15 minutes on 2 CPU cores; results in runs/demo/NAME/recipe.json).
 demo: setup
-	$(OFFLINE) $(BIN)/python benchmarks/attention.py --quick
+	$(OFFLINE) $(BIN)/seqattn recipe run $(DEMO_RECIPES) --output-dir runs/demo
 
 test: setup
 	$(OFFLINE) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
