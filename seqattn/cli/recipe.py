@@ -77,26 +77,19 @@ def run(
             console=console,
         )
         rows.append(results)
-    table = Table(title="recipes")
+    table = Table(title="recipes: test results")
     table.add_column("recipe", no_wrap=True)
-    for column in ("test metric", "value", "other test metrics", "train s", "model"):
-        table.add_column(column)
+    for column in ("metric", "test", "AER %", "train s"):
+        table.add_column(column, justify="right")
     for results in rows:
         headline = RECIPES[results["recipe"]].metric
         metrics = results["metrics"]
-        others = ", ".join(
-            f"{k} {v}"
-            for k, v in metrics.items()
-            if k != headline
-            and isinstance(v, int | float)
-            and k not in ("examples", "sentences", "beam", "aer_pairs", "aer_skipped")
-        )
         table.add_row(
             results["recipe"],
             headline,
             str(metrics.get(headline, "-")),
-            others,
+            str(metrics.get("aer", "-")),
             f"{results['train_seconds']:.0f}",
-            results["model_dir"],
         )
     Console().print(table)
+    console.print(f"results: {output_dir}/NAME/recipe.json, results.json and plots")
