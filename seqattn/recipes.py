@@ -95,6 +95,7 @@ def run_recipe(
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Run recipe ``name`` into ``output_dir`` and return (and write) its ``results.json``."""
+    from seqattn.api import load
     from seqattn.training.run import train
 
     if name not in RECIPES:
@@ -119,9 +120,10 @@ def run_recipe(
 
     # 4. Attention: alignment error rate against gold alignments, and a few plots.
     metrics = dict(trained.get("test", {}))
-    plots = _plots(output_dir, data, config.task, recipe.plots)
+    model = load(output_dir)  # the trained directory, exactly as a user would load it
+    plots = _plots(model, output_dir, data, config.task, recipe.plots)
     if recipe.gold_alignments and config.task == "translation":
-        metrics |= _alignment_scores(output_dir, data)
+        metrics |= _alignment_scores(model, data)
 
     results = {
         "recipe": name,
@@ -156,11 +158,9 @@ def _point_at(config: Any, data: Path) -> Any:
     return dataclasses.replace(config, data=moved)
 
 
-def _plots(model_dir: Path, data: Path, task: str, count: int) -> list[str]:
-    from seqattn.api import load
+def _plots(model: Any, model_dir: Path, data: Path, task: str, count: int) -> list[str]:
     from seqattn.plots import plot_alignment, plot_token_weights
 
-    model = load(model_dir)
     written = []
     if task == "translation":
         sources = (data / "test.src").read_text(encoding="utf-8").splitlines()[:count]
@@ -177,7 +177,7 @@ def _plots(model_dir: Path, data: Path, task: str, count: int) -> list[str]:
     return written
 
 
-def _alignment_scores(model_dir: Path, data: Path) -> dict[str, float]:
+def _alignment_scores(model: Any, data: Path) -> dict[str, float]:
     """AER of the model's attention against the gold field alignments of the test split.
 
     Both sides are compared at the level of SentencePiece pieces: a gold (sure) link joins every
@@ -186,10 +186,8 @@ def _alignment_scores(model_dir: Path, data: Path) -> dict[str, float]:
     some field to the source piece it attends to most when force-decoding the reference.
     Separator pieces (``-``) belong to no field and are left out on both sides.
     """
-    from seqattn.api import load
     from seqattn.metrics.alignment import aer, char_spans_to_token_links, token_offsets
 
-    model = load(model_dir)
     sources = (data / "test.src").read_text(encoding="utf-8").splitlines()
     targets = (data / "test.tgt").read_text(encoding="utf-8").splitlines()
     gold_fields = [
