@@ -51,6 +51,10 @@ class Translation:
     attention: Tensor
     """``(len(target_pieces), len(source_pieces))``: one row per produced piece over the source
     pieces (the last source piece is ``</s>``)."""
+    heads: Tensor
+    """``(L, H, len(target_pieces), len(source_pieces))``: the same rows for every decoder layer
+    and head (``L = H = 1`` for an RNN). For a Transformer, ``attention`` is
+    ``heads[model.alignment_layer, model.alignment_heads].mean(0)``."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class Alignment:
     links: set[tuple[int, int]]
     """Hard word alignment ``(source word, target word)``: every target word is linked to the
     source word it attends to most (``</s>`` left out on both sides)."""
+    heads: Tensor | None = None
+    """With ``Translator.align(..., heads=True)``: ``(L, H, len(target_pieces),
+    len(source_pieces))``, every decoder layer's and head's attention over pieces."""
 
 
 def _read_config(model_dir: Path) -> ExperimentConfig:
@@ -215,45 +222,59 @@ class Translator:
             [source], beam=beam, n_best=1, max_len_a=max_len_a, max_len_b=max_len_b, batch_tokens=1 << 20
         )
         if not results[0]:
-            return Translation(
-                "", float("-inf"), self._pieces(sources[0]), [], torch.zeros(0, len(sources[0]))
-            )
+            empty = torch.zeros(0, len(sources[0]))
+            return Translation("", float("-inf"), self._pieces(sources[0]), [], empty, empty[None, None])
         best = results[0][0]
-        produced = [*best.tokens, EOS_ID][: best.attention.size(0)]
+        rows = best.attention.size(0)  # one per produced piece: </s> included when it was produced
+        produced = [*best.tokens, EOS_ID][:rows]
+        # Every layer and head, by teacher-forcing the produced pieces (the same attention the
+        # incremental search computed, for all heads at once).
+        heads = self._force([sources[0]], [list(best.tokens)], heads=True)[0][..., :rows, :]
         return Translation(
             text=self.target.decode(best.tokens),
             score=best.score,
             source_pieces=self._pieces(sources[0]),
             target_pieces=[self.target.id_to_piece(i) for i in produced],
             attention=best.attention,
+            heads=heads,
         )
+
+    def _force(self, src_ids: list[list[int]], tgt_ids: list[list[int]], *, heads: bool) -> list[Tensor]:
+        src, src_lengths = pad_batch(src_ids)
+        tgt, tgt_lengths = pad_batch(tgt_ids)
+        with torch.no_grad():
+            return force_decode(
+                self.model,
+                src.to(self.device),
+                src_lengths.to(self.device),
+                tgt.to(self.device),
+                tgt_lengths=tgt_lengths.to(self.device),
+                heads=heads,
+            )
 
     def _pieces(self, ids: list[int]) -> list[str]:
         return [self.source.id_to_piece(i) for i in ids]
 
-    def align(self, sources: list[str], targets: list[str], *, batch_sentences: int = 64) -> list[Alignment]:
-        """Force-decode each (source, target) pair and read its attention as an alignment."""
+    def align(
+        self, sources: list[str], targets: list[str], *, batch_sentences: int = 64, heads: bool = False
+    ) -> list[Alignment]:
+        """Force-decode each (source, target) pair and read its attention as an alignment
+        (with ``heads=True`` also every layer's and head's attention, :attr:`Alignment.heads`)."""
         if len(sources) != len(targets):
             raise ConfigError(f"align needs as many targets as sources ({len(sources)} != {len(targets)})")
         results: list[Alignment] = []
         for start in range(0, len(sources), batch_sentences):
             src_ids = [self.source.encode(s, eos=True) for s in sources[start : start + batch_sentences]]
             tgt_ids = [self.target.encode(t) for t in targets[start : start + batch_sentences]]
-            src, src_lengths = pad_batch(src_ids)
-            tgt, tgt_lengths = pad_batch(tgt_ids)
-            with torch.no_grad():
-                matrices = force_decode(
-                    self.model,
-                    src.to(self.device),
-                    src_lengths.to(self.device),
-                    tgt.to(self.device),
-                    tgt_lengths=tgt_lengths.to(self.device),
-                )
-            for s_ids, t_ids, matrix in zip(src_ids, tgt_ids, matrices, strict=True):
-                results.append(self._alignment(s_ids, t_ids, matrix.float().cpu()))
+            matrices = self._force(src_ids, tgt_ids, heads=False)
+            every = self._force(src_ids, tgt_ids, heads=True) if heads else [None] * len(src_ids)
+            for s_ids, t_ids, matrix, all_heads in zip(src_ids, tgt_ids, matrices, every, strict=True):
+                results.append(self._alignment(s_ids, t_ids, matrix, all_heads))
         return results
 
-    def _alignment(self, src_ids: list[int], tgt_ids: list[int], attention: Tensor) -> Alignment:
+    def _alignment(
+        self, src_ids: list[int], tgt_ids: list[int], attention: Tensor, heads: Tensor | None
+    ) -> Alignment:
         source_pieces = self._pieces(src_ids)
         target_pieces = [self.target.id_to_piece(i) for i in [*tgt_ids, EOS_ID]]
         words, source_words, target_words = merge_subwords(attention, source_pieces, target_pieces)
@@ -265,7 +286,9 @@ class Translator:
                 continue
             best = max(real_src, key=lambda j: words[i, j])
             links.add((best, i))
-        return Alignment(source_pieces, target_pieces, attention, source_words, target_words, words, links)
+        return Alignment(
+            source_pieces, target_pieces, attention, source_words, target_words, words, links, heads
+        )
 
 
 class Classifier:

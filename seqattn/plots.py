@@ -21,7 +21,7 @@ import numpy as np
 
 from seqattn.errors import ConfigError
 
-__all__ = ["check_plot_path", "plot_alignment", "plot_matrix", "plot_token_weights"]
+__all__ = ["check_plot_path", "plot_alignment", "plot_heads", "plot_matrix", "plot_token_weights"]
 
 FORMATS = (".png", ".svg")
 
@@ -29,6 +29,18 @@ FORMATS = (".png", ".svg")
 def _label(piece: str, width: int = 14) -> str:
     text = piece.replace("▁", "␣") if piece.strip("▁") == "" else piece.replace("▁", "")
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _fit_title(title: str, width_inches: float) -> str:
+    """Each line of ``title`` shortened to what fits the figure at 9 pt (about 13 chars/inch)."""
+    limit = max(int(width_inches * 13), 40)
+    return "\n".join(line if len(line) <= limit else line[: limit - 1] + "…" for line in title.splitlines())
+
+
+def _pair_title(result: Any) -> str:
+    source = "".join(result.source_pieces[:-1]).replace("▁", " ").strip()
+    target = "".join(p for p in result.target_pieces if p != "</s>").replace("▁", " ").strip()
+    return f"{source}\n→ {target}"
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> Path:
@@ -71,7 +83,7 @@ def plot_matrix(
     axes.tick_params(which="minor", length=0)
     figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02, label="attention weight")
     if title:
-        axes.set_title(title if len(title) <= 110 else title[:109] + "…", fontsize=9, wrap=True)
+        axes.set_title(_fit_title(title, width), fontsize=9)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -92,11 +104,64 @@ def plot_alignment(
         matrix, rows, columns = result.word_attention, result.target_words, result.source_words
     else:
         matrix, rows, columns = result.attention, result.target_pieces, result.source_pieces
-    if title is None:
-        source = "".join(result.source_pieces[:-1]).replace("▁", " ").strip()
-        target = "".join(p for p in result.target_pieces if p != "</s>").replace("▁", " ").strip()
-        title = f"{source}  →  {target}"
-    return plot_matrix(matrix, rows, columns, path, title=title)
+    return plot_matrix(matrix, rows, columns, path, title=_pair_title(result) if title is None else title)
+
+
+def plot_heads(
+    result: Any,
+    path: str | os.PathLike[str],
+    *,
+    layers: Sequence[int] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Per-head grid of a :class:`~seqattn.api.Translation` (or an Alignment made with
+    ``heads=True``): one panel per decoder layer (rows) and head (columns), pieces on the axes,
+    one colour scale for all panels so heads can be compared.
+
+    ``layers`` picks rows by index (negative counts from the top); default all layers.
+    """
+    path = check_plot_path(path)
+    heads = getattr(result, "heads", None)
+    if heads is None:
+        raise ConfigError("this result has no per-head attention (use Translator.align(..., heads=True))")
+    values = np.asarray(heads.detach().cpu() if hasattr(heads, "detach") else heads, dtype=float)
+    num_layers, num_heads = values.shape[:2]
+    chosen = list(range(num_layers)) if layers is None else list(layers)
+    for layer in chosen:
+        if not -num_layers <= layer < num_layers:
+            raise ConfigError(f"layer {layer} does not exist (the model has {num_layers} decoder layers)")
+    chosen = [layer % num_layers for layer in chosen]
+    rows, columns = result.target_pieces, result.source_pieces
+    panel_w = min(1.0 + 0.24 * len(columns), 9.0)
+    panel_h = min(0.8 + 0.22 * len(rows), 8.0)
+    figure, axes = plt.subplots(
+        len(chosen),
+        num_heads,
+        figsize=(min(panel_w * num_heads + 1.5, 40), min(panel_h * len(chosen) + 1.0, 40)),
+        dpi=110,
+        squeeze=False,
+    )
+    top = max(float(values.max(initial=0.0)), 1e-9)
+    image = None
+    for r, layer in enumerate(chosen):
+        for h in range(num_heads):
+            ax = axes[r][h]
+            image = ax.imshow(values[layer, h], cmap="Blues", vmin=0.0, vmax=top, aspect="auto")
+            ax.set_title(f"layer {layer + 1} · head {h + 1}", fontsize=8)
+            ax.set_xticks(range(len(columns)))
+            ax.set_yticks(range(len(rows)))
+            bottom, left = r == len(chosen) - 1, h == 0
+            ax.set_xticklabels(
+                [_label(c, 10) for c in columns] if bottom else [], rotation=60, ha="right", fontsize=6
+            )
+            ax.set_yticklabels([_label(t, 10) for t in rows] if left else [], fontsize=6)
+            ax.tick_params(length=0)
+    figure.colorbar(image, ax=axes, fraction=0.02, pad=0.01, label="attention weight")
+    title = _pair_title(result) if title is None else title
+    figure.suptitle(_fit_title(title, figure.get_figwidth()), fontsize=9)
+    figure.savefig(path, bbox_inches="tight")
+    plt.close(figure)
+    return path
 
 
 def plot_token_weights(

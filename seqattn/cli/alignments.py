@@ -10,10 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from seqattn.api import Classifier, Translator, load
-from seqattn.cli.infer import _aligned, highlight, output
+from seqattn.cli.infer import _aligned, output
 from seqattn.metrics.alignment import aer as alignment_error_rate
 from seqattn.metrics.alignment import format_links, read_alignment_file
-from seqattn.plots import check_plot_path, plot_alignment, plot_token_weights
+from seqattn.plots import check_plot_path, plot_alignment, plot_heads, plot_token_weights
+from seqattn.terminal import highlight_tokens, print_alignment
 
 console = Console(stderr=True)
 
@@ -33,23 +34,59 @@ console = Console(stderr=True)
     "--output",
     "-o",
     "output_path",
-    required=True,
     type=click.Path(path_type=Path),
-    help="FILE.png or FILE.svg",
+    default=None,
+    help="FILE.png or FILE.svg (optional with --terminal).",
 )
 @click.option("--words", is_flag=True, help="Merge subword pieces into words (needs --reference).")
+@click.option("--heads", is_flag=True, help="One panel per decoder layer and head (translation models).")
+@click.option(
+    "--layer",
+    "layers",
+    type=int,
+    multiple=True,
+    help="With --heads: only these decoder layers (1-based, negative counts from the top; repeatable).",
+)
+@click.option("--terminal", is_flag=True, help="Also draw the attention in the terminal.")
 @click.option("--beam", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def plot(
-    model_dir: Path, text: str, reference: str | None, output_path: Path, words: bool, beam: int, device: str
+    model_dir: Path,
+    text: str,
+    reference: str | None,
+    output_path: Path | None,
+    words: bool,
+    heads: bool,
+    layers: tuple[int, ...],
+    terminal: bool,
+    beam: int,
+    device: str,
 ) -> None:
-    """Draw the attention of one sentence: an alignment heatmap or token weights."""
-    check_plot_path(output_path)  # before any work
+    """Draw the attention of one sentence: an alignment heatmap (per head on request) or token
+    weights; in a PNG/SVG file, in the terminal, or both."""
+    if output_path is None and not terminal:
+        raise click.BadParameter(
+            "give a file to write (-o FILE.png|svg) or --terminal", param_hint="--output"
+        )
+    if output_path is not None:
+        check_plot_path(output_path)  # before any work
+    if words and heads:
+        raise click.BadParameter("per-head panels are drawn over pieces, not words", param_hint="--words")
+    if layers and not heads:
+        raise click.BadParameter("--layer selects panels of --heads", param_hint="--layer")
+    if 0 in layers:
+        raise click.BadParameter("layers are numbered from 1 (or -1 for the top one)", param_hint="--layer")
     model = load(model_dir, device=device)
     if isinstance(model, Classifier):
+        if heads or words:
+            raise click.BadParameter(
+                "--heads and --words apply to translation models",
+                param_hint="--heads" if heads else "--words",
+            )
         entry = model.explain([text])[0]
-        plot_token_weights(entry, output_path)
-        console.print(highlight(entry))
+        if output_path is not None:
+            plot_token_weights(entry, output_path)
+        console.print(highlight_tokens(entry))
     else:
         assert isinstance(model, Translator)
         if words and reference is None:
@@ -57,10 +94,28 @@ def plot(
                 "merging pieces into words needs --reference (force decoding)", param_hint="--words"
             )
         result = (
-            model.align([text], [reference])[0] if reference is not None else model.attention(text, beam=beam)
+            model.align([text], [reference], heads=heads)[0]
+            if reference is not None
+            else model.attention(text, beam=beam)
         )
-        plot_alignment(result, output_path, words=words)
-    console.print(f"wrote {output_path}")
+        if output_path is not None:
+            if heads:
+                assert result.heads is not None
+                count = result.heads.size(0)
+                for layer in layers:
+                    if not -count <= (layer - 1 if layer > 0 else layer) < count:
+                        raise click.BadParameter(
+                            f"layer {layer} does not exist (the decoder has {count} layers)",
+                            param_hint="--layer",
+                        )
+                chosen = [layer - 1 if layer > 0 else layer for layer in layers] or None
+                plot_heads(result, output_path, layers=chosen)
+            else:
+                plot_alignment(result, output_path, words=words)
+        if terminal:
+            print_alignment(result, words=words)
+    if output_path is not None:
+        console.print(f"wrote {output_path}")
 
 
 @click.command()

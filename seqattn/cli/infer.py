@@ -21,13 +21,13 @@ import click
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 from seqattn.api import Classifier, Translator, load
 from seqattn.data.text import LineStats, iter_lines
 from seqattn.errors import DataError
 from seqattn.io import atomic_open
 from seqattn.metrics import classification_report, corpus_bleu, corpus_chrf, exact_match
+from seqattn.terminal import highlight_tokens
 
 console = Console(stderr=True)
 CHUNK = 2000  # lines handed to the model at once
@@ -228,27 +228,13 @@ def classify(
             if explain:
                 for entry in classifier.explain(chunk, batch_tokens=batch_tokens):
                     out.write(f"{entry['label']}\t{entry['probability']:.4f}\n")
-                    console.print(highlight(entry))  # on stderr: stdout keeps one line per input
+                    console.print(highlight_tokens(entry))  # on stderr: stdout keeps one line per input
             else:
                 for label, probability in classifier.predict(chunk, batch_tokens=batch_tokens):
                     out.write(f"{label}\t{probability:.4f}\n")
             count += len(chunk)
     source.report()
     console.print(f"classified {count:,} lines" + (f" -> {output_path}" if output_path else ""))
-
-
-def highlight(entry: dict) -> Text:
-    """A text with each token's background shaded by its (first query's) attention weight."""
-    text = Text()
-    pieces = entry.get("tokens") or [p for sentence in entry.get("sentences", []) for p in sentence]
-    weights = entry["weights"][0] if "weights" in entry else [w for row in entry["word_weights"] for w in row]
-    top = max(weights, default=1.0) or 1.0
-    for piece, weight in zip(pieces, weights, strict=False):
-        level = int(255 - 200 * (weight / top))
-        word = piece.replace("▁", " ")
-        text.append(word, style=f"on rgb(255,{level},{level})")
-    text.append(f"   -> {entry['label']} ({entry['probability']:.2f})")
-    return text
 
 
 @click.command()

@@ -4,7 +4,9 @@ Teacher forcing runs :meth:`~seqattn.models.protocol.Seq2Seq.forward` on ``BOS +
 ``i`` of the result is the attention that predicts target token ``i`` and the last row the one
 that predicts ``EOS``, the same layout as :attr:`Hypothesis.attention
 <seqattn.decoding.hypothesis.Hypothesis.attention>`, so reference and decoded alignments can be
-compared and plotted alike.
+compared and plotted alike. With ``heads=True`` the model's ``attention_heads`` gives every
+decoder layer and head instead, ``(L, H, T + 1, S)`` per sentence (``(1, 1, T + 1, S)`` for a
+single-attention RNN).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ __all__ = ["force_decode"]
 
 @torch.no_grad()
 def force_decode(
-    model: Seq2Seq, src: Tensor, src_lengths: Tensor, tgt: Tensor, *, tgt_lengths: Tensor | None = None
+    model: Seq2Seq,
+    src: Tensor,
+    src_lengths: Tensor,
+    tgt: Tensor,
+    *,
+    tgt_lengths: Tensor | None = None,
+    heads: bool = False,
 ) -> list[Tensor]:
     """Attention of ``model`` over ``src`` while it reads ``tgt``.
 
@@ -29,8 +37,10 @@ def force_decode(
         src: ``(B, S)`` source ids, right-padded with ``PAD_ID``; ``src_lengths`` ``(B,)``.
         tgt: ``(B, T)`` target ids without ``BOS``/``EOS``, right-padded with ``PAD_ID``.
         tgt_lengths: ``(B,)`` real target lengths; by default the number of non-``PAD`` ids.
+        heads: every layer's and head's attention (the model must have ``attention_heads``).
     Returns:
-        Per sentence, in input order, a float32 CPU tensor ``(T_real + 1, S_real)``.
+        Per sentence, in input order, a float32 CPU tensor ``(T_real + 1, S_real)``, or
+        ``(L, H, T_real + 1, S_real)`` with ``heads=True``.
     """
     batch, width = tgt.shape
     device = src.device
@@ -44,9 +54,16 @@ def force_decode(
         raise ValueError("tgt must not contain BOS or EOS: force_decode adds them itself")
     bos = torch.full((batch, 1), BOS_ID, dtype=tgt.dtype, device=device)
     tgt_in = torch.cat([bos, tgt.masked_fill(~real, PAD_ID)], dim=1)  # (B, T+1)
-    _, attention = model.forward(src, src_lengths, tgt_in)  # (B, T+1, S)
+    if heads:
+        if not hasattr(model, "attention_heads"):
+            raise TypeError(
+                f"{type(model).__name__} has no attention_heads(): per-head attention unavailable"
+            )
+        attention = model.attention_heads(src, src_lengths, tgt_in)  # (B, L, H, T+1, S)
+    else:
+        attention = model.forward(src, src_lengths, tgt_in)[1]  # (B, T+1, S)
     attention = attention.float().cpu()
     return [
-        attention[i, : t + 1, :s].clone()
+        attention[i, ..., : t + 1, :s].clone()
         for i, (t, s) in enumerate(zip(tgt_lengths.tolist(), src_lengths.tolist(), strict=True))
     ]

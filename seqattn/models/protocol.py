@@ -16,6 +16,10 @@ per call: the ids of the previous tokens ``(B,)`` (``BOS`` at the first step) an
 log-probabilities-to-be (logits) over the target vocabulary and the attention over the source
 positions that produced them.
 
+Models may also offer ``attention_heads(src, src_lengths, tgt_in) -> (B, L, H, T, S)``: the
+teacher-forced attention of every layer and head (``L = H = 1`` for a single attention), used by
+per-head plots; :func:`~seqattn.decoding.forced.force_decode` asks for it with ``heads=True``.
+
 Shapes: ``B`` batch (or batch x beam), ``S`` source length, ``T`` target length, ``V`` target
 vocabulary.
 """

@@ -207,6 +207,11 @@ class RNNSeq2Seq(nn.Module):
         logits = self.output(torch.stack(vectors, dim=1))  # (B, T, V): one projection for all steps
         return logits, torch.stack(attentions, dim=1)
 
+    def attention_heads(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing: the attention as ``(B, 1, 1, T, S)`` -- one layer with one head, the
+        same shape the Transformer gives for all its layers and heads."""
+        return self.forward(src, src_lengths, tgt_in)[1][:, None, None]
+
     # -- internals -------------------------------------------------------------------------------
 
     def _match_layers(self, x: Tensor) -> Tensor:

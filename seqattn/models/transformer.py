@@ -16,6 +16,8 @@ The attention a step reports (for alignments and plots) is the cross-attention o
 layer averaged over a set of heads: ``alignment_layer`` (default: the penultimate layer, which
 Garg et al. 2019 found to align best; the only layer of a one-layer decoder) and
 ``alignment_heads`` (default: all). Both are plain attributes and may be changed after loading.
+:meth:`TransformerSeq2Seq.attention_heads` gives every layer's and head's cross-attention at
+once (per-head plots; choosing the layer that aligns best for a language pair).
 
 Shapes: ``B`` batch, ``S`` source length, ``T`` target length, ``D`` model size, ``V``
 vocabulary.
@@ -288,13 +290,30 @@ class TransformerSeq2Seq(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """``(B, T)`` target inputs -> logits ``(B, T, V)`` and attention ``(B, T, S)`` (or
         ``None`` with ``need_attention=False``, which keeps every layer on the fused kernels)."""
+        x, attention = self._teacher_forced(
+            src, src_lengths, tgt_in, attention="alignment" if need_attention else "none"
+        )
+        return self.output(x), attention
+
+    def attention_heads(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing: the cross-attention of every decoder layer and head,
+        ``(B, L, H, T, S)`` (``L`` decoder layers, ``H`` heads; zero on padded source positions).
+
+        ``attention_heads(...)[:, alignment_layer, alignment_heads].mean(2)`` is the attention
+        :meth:`forward` reports."""
+        attention = self._teacher_forced(src, src_lengths, tgt_in, attention="all")[1]
+        assert attention is not None
+        return attention
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _teacher_forced(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, attention: str
+    ) -> tuple[Tensor, Tensor | None]:
         mask = key_mask(padding_mask(src_lengths, max_len=src.size(1)))
         memory = self._encode(src, mask)
         memories = [layer.cross_attn.project_memory(memory) for layer in self.decoder]
-        x, attention = self._decode(self.tgt_embed(tgt_in), memories, mask, need_attention=need_attention)
-        return self.output(x), attention
-
-    # -- internals -------------------------------------------------------------------------------
+        return self._decode(self.tgt_embed(tgt_in), memories, mask, attention=attention)
 
     def _encode(self, src: Tensor, mask: Tensor) -> Tensor:
         x = self.src_embed(src)  # (B, S, D)
@@ -309,17 +328,25 @@ class TransformerSeq2Seq(nn.Module):
         memory_mask: Tensor,
         *,
         caches: list[KVCache] | None = None,
-        need_attention: bool = True,
+        attention: str = "alignment",
     ) -> tuple[Tensor, Tensor | None]:
-        """Run the decoder stack; returns ``(B, T, D)`` and the alignment attention ``(B, T, S)``."""
+        """Run the decoder stack; returns ``(B, T, D)`` and, by ``attention``, nothing
+        (``"none"``), the alignment attention ``(B, T, S)`` (``"alignment"``: the chosen layer
+        averaged over the chosen heads) or every layer's and head's ``(B, L, H, T, S)`` (``"all"``).
+        """
         chosen = self.alignment_layer % len(self.decoder)
-        attention = None
+        selected: Tensor | None = None
+        every: list[Tensor] = []
         for i, layer in enumerate(self.decoder):
             cache = caches[i] if caches is not None else None
-            x, weights = layer(
-                x, memories[i], memory_mask, cache=cache, need_weights=need_attention and i == chosen
-            )
-            if weights is not None:  # (B, H, T, S)
+            wanted = attention == "all" or (attention == "alignment" and i == chosen)
+            x, weights = layer(x, memories[i], memory_mask, cache=cache, need_weights=wanted)
+            if weights is None:
+                continue
+            every.append(weights)  # (B, H, T, S)
+            if i == chosen:
                 heads = self.alignment_heads
-                attention = (weights if heads is None else weights[:, heads]).mean(dim=1)
-        return self.decoder_norm(x), attention
+                selected = (weights if heads is None else weights[:, heads]).mean(dim=1)
+        if attention == "all":
+            return self.decoder_norm(x), torch.stack(every, dim=1)
+        return self.decoder_norm(x), selected
