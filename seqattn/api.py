@@ -185,21 +185,23 @@ class Translator:
         *,
         beam: int = 5,
         n_best: int = 1,
-        max_len_a: float = 1.5,
-        max_len_b: int = 5,
+        max_len_ratio: float = 1.5,
+        max_len_extra: int = 5,
         batch_tokens: int = 4096,
     ) -> list[str] | list[list[tuple[str, float]]]:
         """Translate ``sentences`` (order preserved; an empty string gets an empty answer).
 
         With ``n_best == 1`` returns one string per sentence; otherwise a list of
-        ``(text, score)`` per sentence, best first.
+        ``(text, score)`` per sentence, best first. Outputs stop after ``max_len_ratio *
+        source pieces + max_len_extra`` pieces; sentences are batched by ``batch_tokens``
+        source pieces, which changes speed, never results.
         """
         _, results = self._search(
             list(sentences),
             beam=beam,
             n_best=n_best,
-            max_len_a=max_len_a,
-            max_len_b=max_len_b,
+            max_len_a=max_len_ratio,
+            max_len_b=max_len_extra,
             batch_tokens=batch_tokens,
         )
         # An empty (or blank) line gets an empty answer rather than whatever the model invents.
@@ -215,11 +217,16 @@ class Translator:
         ]
 
     def attention(
-        self, source: str, *, beam: int = 5, max_len_a: float = 1.5, max_len_b: int = 5
+        self, source: str, *, beam: int = 5, max_len_ratio: float = 1.5, max_len_extra: int = 5
     ) -> Translation:
         """The best translation of ``source`` with its pieces and attention matrix."""
         sources, results = self._search(
-            [source], beam=beam, n_best=1, max_len_a=max_len_a, max_len_b=max_len_b, batch_tokens=1 << 20
+            [source],
+            beam=beam,
+            n_best=1,
+            max_len_a=max_len_ratio,
+            max_len_b=max_len_extra,
+            batch_tokens=1 << 20,
         )
         if not results[0]:
             empty = torch.zeros(0, len(sources[0]))

@@ -125,7 +125,9 @@ def run_recipe(
     if recipe.gold_alignments and config.task == "translation":
         metrics |= _alignment_scores(model, data)
 
+    # 5. The training summary (results.json) extended with the recipe's view of the run.
     results = {
+        **trained,
         "recipe": name,
         "task": config.task,
         "metrics": metrics,
@@ -134,9 +136,8 @@ def run_recipe(
         "device": trained["device"],
         "model_dir": str(output_dir),
         "plots": plots,
-        "valid": trained.get("valid", {}),
     }
-    atomic_write_text(output_dir / "recipe.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 
 

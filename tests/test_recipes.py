@@ -45,8 +45,10 @@ def test_dates_recipe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ]
     result = CliRunner().invoke(main, args + [item for kv in tiny for item in ("--set", kv)])
     assert result.exit_code == 0, result.output
-    results = json.loads((tmp_path / "runs" / "dates-transformer" / "recipe.json").read_text())
+    results = json.loads((tmp_path / "runs" / "dates-transformer" / "results.json").read_text())
     assert results["recipe"] == "dates-transformer" and results["task"] == "translation"
+    assert {"recipe", "task", "metrics", "train_seconds", "device", "model_dir", "plots"} <= set(results)
+    assert results["training"]["steps"] > 0  # the training summary is kept alongside
     assert {"bleu", "chrf", "exact_match", "aer"} <= set(results["metrics"])
     assert 0.0 <= results["metrics"]["aer"] <= 100.0 and results["metrics"]["aer_pairs"] == 1000
     assert len(results["plots"]) == 3 and all(Path(p).is_file() for p in results["plots"])

@@ -92,4 +92,4 @@ def run(
             f"{results['train_seconds']:.0f}",
         )
     Console().print(table)
-    console.print(f"results: {output_dir}/NAME/recipe.json, results.json and plots")
+    console.print(f"results: {output_dir}/NAME/results.json and plots")
