@@ -1,4 +1,4 @@
-"""``seqattn tokenizer``: train SentencePiece models."""
+"""``seqattn tokenizer``: train SentencePiece models, or adopt ones trained elsewhere."""
 
 from __future__ import annotations
 
@@ -103,4 +103,32 @@ def train(
     if sample:
         table.add_row("example", " ".join(model.encode_pieces(sample[0]))[:200])
     table.add_row("time", f"{seconds:.1f} s")
+    Console().print(table)
+
+
+@tokenizer.command("adopt")
+@click.argument("source", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("target", type=click.Path(path_type=Path, dir_okay=False))
+def adopt(source: Path, target: Path) -> None:
+    """Convert SOURCE, a SentencePiece model trained elsewhere (other special ids), to seqattn's
+    layout in TARGET: <pad> <unk> <s> </s> at ids 0-3; same pieces, same segmentation."""
+    from seqattn.data.spm_adopt import adopt_model
+
+    if source.resolve() == target.resolve():
+        raise click.BadParameter("write the adopted model to a new file", param_hint="TARGET")
+    if not target.parent.is_dir():
+        raise click.BadParameter(f"directory {target.parent} does not exist", param_hint="TARGET")
+    model = Tokenizer.adopt(source)
+    model.save(target)
+    moved = adopt_model(source.read_bytes())
+    table = Table(title="adopted tokenizer", show_header=False)
+    table.add_row("model", str(target))
+    table.add_row(
+        "vocabulary",
+        f"{model.vocab_size} pieces" + (f" ({', '.join(moved.added)} added)" if moved.added else ""),
+    )
+    table.add_row(
+        "ids",
+        "old id i -> new id " + ", ".join(f"{i}->{n}" for i, n in enumerate(moved.old_to_new[:6])) + ", ...",
+    )
     Console().print(table)

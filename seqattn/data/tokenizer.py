@@ -20,6 +20,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from seqattn.data.spm_adopt import adopt_model
 from seqattn.data.text import iter_lines
 from seqattn.errors import ConfigError, DataError
 from seqattn.io import atomic_open
@@ -104,7 +105,7 @@ class Tokenizer:
         if specials != [PAD_ID, UNK_ID, BOS_ID, EOS_ID]:
             raise DataError(
                 f"SentencePiece model uses special ids pad/unk/bos/eos={specials}; seqattn needs "
-                f"{[PAD_ID, UNK_ID, BOS_ID, EOS_ID]} (train it with `seqattn tokenizer train`)"
+                f"{[PAD_ID, UNK_ID, BOS_ID, EOS_ID]} (convert it with `seqattn tokenizer adopt`)"
             )
 
     # -- construction ------------------------------------------------------------------------
@@ -175,6 +176,24 @@ class Tokenizer:
             raise DataError(f"{path}: not a valid SentencePiece model") from None
         except DataError as error:
             raise DataError(f"{path}: {error}") from None
+
+    @classmethod
+    def adopt(cls, path: str | os.PathLike[str]) -> Tokenizer:
+        """Load a SentencePiece model trained elsewhere, with its special pieces moved to
+        seqattn's ids 0-3 (and ``<pad>`` added if it has none); text segments into the same
+        pieces as with the original model (:mod:`.spm_adopt`)."""
+        path = Path(path)
+        try:
+            proto = path.read_bytes()
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such SentencePiece model") from None
+        except IsADirectoryError:
+            raise DataError(f"{path}: is a directory, expected a SentencePiece .model file") from None
+        adopted = adopt_model(proto, source=str(path)).proto
+        try:
+            return cls(adopted)
+        except RuntimeError:
+            raise DataError(f"{path}: not a valid SentencePiece model") from None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model file atomically."""

@@ -320,7 +320,7 @@ def test_model_with_wrong_special_ids_rejected() -> None:
     with pytest.raises(DataError) as error:
         Tokenizer(_foreign_model())
     assert "special ids" in str(error.value)
-    assert "seqattn tokenizer train" in str(error.value)
+    assert "seqattn tokenizer adopt" in str(error.value)
 
 
 def test_loading_model_with_wrong_special_ids_names_the_file(tmp_path: Path) -> None:
