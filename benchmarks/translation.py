@@ -6,13 +6,13 @@ with the same counting rules and prints one table with the peers' figures beside
 
 **Data.** Multi30k de->en from ``../shared/data/multi30k`` (``--from DIR``): the 29,000
 training pairs and the 1,000 sentences of ``test_2016_flickr``. One joint unigram SentencePiece
-model of 8,000 pieces, ``character_coverage`` 1.0, trained with seqattn's :class:`Tokenizer` on
-``train.de`` + ``train.en`` -- the settings of the peers' ``prep_data.py``. seqattn cannot load
-the peers' ``spm.model`` as it is: every seqattn tokenizer reserves the special ids
-pad/unk/bos/eos = 0/1/2/3, which that model does not have. With matching settings the piece
-counts differ by well under 1%; the script prints its counts beside the peers' (train 441,049 de
-+ 425,234 en pieces, test 14,992 de pieces) and reports seqattn's tokens per step beside the
-peers'. ``--tokenizer PATH`` reuses (or, if missing, saves) a seqattn SentencePiece model.
+model of 8,000 pieces: by default the peers' own ``spm.model`` (``--peer-spm``), adopted with
+:meth:`Tokenizer.adopt` -- its special pieces moved to seqattn's ids 0-3 and a ``<pad>`` added,
+8,001 ids, text segmented into exactly the same pieces. The script prints its piece counts
+beside the peers' (train 441,049 de + 425,234 en pieces, test 14,992 de pieces) as a check.
+Without that file it trains a model with the peers' ``prep_data.py`` settings (unigram,
+``character_coverage`` 1.0, on ``train.de`` + ``train.en``; counts within 1%). ``--tokenizer
+PATH`` reuses (or, if missing, saves) a seqattn SentencePiece model instead.
 
 **Models** (the peers' configs in ``../shared/bench/peers/configs``):
 
@@ -138,6 +138,7 @@ from seqattn.data.tokenizer import EOS_ID, Tokenizer, TokenizerConfig
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "multi30k"
 DEFAULT_PEERS = ROOT.parent / "shared" / "bench" / "peers" / "results" / "main" / "results.json"
+DEFAULT_PEER_SPM = ROOT.parent / "shared" / "bench" / "peers" / "data" / "spm.model"
 TEST_STEM = "test_2016_flickr"
 MODELS = ("rnn", "transformer")
 MAX_TOKENS = 4096
@@ -540,6 +541,10 @@ def prepare_tokenizer(args: argparse.Namespace, scratch: Path) -> tuple[Path, di
     if args.tokenizer is not None and args.tokenizer.is_file():
         tokenizer = Tokenizer.load(args.tokenizer)
         origin = f"loaded from {args.tokenizer}"
+    elif args.peer_spm is not None and args.peer_spm.is_file():
+        # The peers' own model: specials moved to ids 0-3, the very same pieces.
+        tokenizer = Tokenizer.adopt(args.peer_spm)
+        origin = f"the peers' model {args.peer_spm}, adopted"
     else:
         log("training the joint 8k unigram SentencePiece model on train.de + train.en")
         tokenizer = Tokenizer.train_files(
@@ -786,6 +791,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="seqattn SentencePiece model to reuse (trained and saved if missing)",
+    )
+    parser.add_argument(
+        "--peer-spm",
+        type=Path,
+        default=DEFAULT_PEER_SPM,
+        help="the peers' SentencePiece model, used (adopted) when present and --tokenizer is not given",
     )
     parser.add_argument("--peers", type=Path, default=DEFAULT_PEERS, help="the peers' results.json")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "translation.json")
