@@ -52,6 +52,13 @@ def tokenizer() -> None:
     help="Sample larger inputs down to this many sentences (seeded).",
 )
 @click.option("--byte-fallback/--no-byte-fallback", default=False, show_default=True)
+@click.option(
+    "--normalization",
+    type=click.Choice(["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"]),
+    default="nmt_nfkc",
+    show_default=True,
+    help="SentencePiece normalisation rule; *_cf also folds case.",
+)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--name", default="spm", show_default=True, help="File name stem: writes DIR/NAME.model.")
 @click.option("--output-dir", "-o", type=click.Path(path_type=Path), required=True)
@@ -62,6 +69,7 @@ def train(
     character_coverage: float,
     max_sentences: int,
     byte_fallback: bool,
+    normalization: str,
     seed: int,
     name: str,
     output_dir: Path,
@@ -73,6 +81,7 @@ def train(
         character_coverage=character_coverage,
         max_sentences=max_sentences,
         byte_fallback=byte_fallback,
+        normalization=normalization,
         seed=seed,
     )
     if output_dir.exists() and not output_dir.is_dir():

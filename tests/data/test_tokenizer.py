@@ -371,3 +371,15 @@ def test_too_large_vocab_is_a_data_error_with_a_hint() -> None:
 def test_empty_input_is_a_data_error(sentences: list[str]) -> None:
     with pytest.raises(DataError, match="empty"):
         Tokenizer.train(sentences, config=SMALL)
+
+
+def test_case_folding_normalization_from_the_config_section() -> None:
+    from seqattn.config import TokenizerSection
+
+    texts = ["Good film", "good FILM", "a Bad plot", "bad plot", "The actors were great", "THE END"] * 20
+    folded = Tokenizer.train(
+        texts, config=TokenizerSection(vocab_size=24, normalization="nmt_nfkc_cf").settings()
+    )
+    assert folded.encode("Good FILM") == folded.encode("good film")
+    cased = Tokenizer.train(texts, config=TokenizerSection(vocab_size=36).settings())
+    assert cased.encode("Good FILM") != cased.encode("good film")
