@@ -162,7 +162,19 @@ class TokenizerSection:
     character_coverage: float = 1.0
     max_sentences: int = 1_000_000
     byte_fallback: bool = False
+    normalization: Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"] = "nmt_nfkc"
+    """SentencePiece normalisation; the ``_cf`` rules also fold case, which suits classifiers
+    (``Good`` and ``good`` share pieces) but not translation (outputs would come out lower-cased)."""
     seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 8:  # the four special pieces and a few more
+            raise ConfigError(f"tokenizer.vocab_size: must be at least 8, got {self.vocab_size}")
+        _positive("tokenizer", max_sentences=self.max_sentences)
+        if not 0.0 < self.character_coverage <= 1.0:
+            raise ConfigError(
+                f"tokenizer.character_coverage: must be in (0, 1], got {self.character_coverage}"
+            )
 
     def settings(self) -> TokenizerConfig:
         return TokenizerConfig(
@@ -171,6 +183,7 @@ class TokenizerSection:
             character_coverage=self.character_coverage,
             max_sentences=self.max_sentences,
             byte_fallback=self.byte_fallback,
+            normalization=self.normalization,
             seed=self.seed,
         )
 
@@ -241,6 +254,9 @@ class TrainConfig:
         _positive(
             "train", lr=self.lr, validate_every=self.validate_every, beam=self.beam, log_every=self.log_every
         )
+        _positive("train", test_beam=self.test_beam)
+        if self.valid_max_sentences is not None:
+            _positive("train", valid_max_sentences=self.valid_max_sentences)
         _positive("train", keep_best=self.keep_best, keep_last=self.keep_last)
         if self.max_steps is not None:
             _positive("train", max_steps=self.max_steps)
