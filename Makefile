@@ -16,7 +16,7 @@ help:
 	@echo "make demo      set up .venv and run the main job on the embedded default data"
 	@echo "make test      set up .venv and run the fast test suite (what CI runs)"
 	@echo "make test-all  also run the slow end-to-end tests"
-	@echo "make bench     run the benchmarks (about 30 minutes on 2 cores; writes benchmarks/results/)"
+	@echo "make bench     run the benchmarks (about 35-45 minutes on 2 cores; writes benchmarks/results/)"
 	@echo "make lint      ruff check and format check"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -53,6 +53,7 @@ bench: setup
 	$(OFFLINE) $(BIN)/python benchmarks/attention.py
 	$(OFFLINE) $(BIN)/python benchmarks/data_pipeline.py
 	$(OFFLINE) $(BIN)/python benchmarks/translation.py
+	$(OFFLINE) $(BIN)/python benchmarks/memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from seqattn import __version__
-from seqattn.errors import SeqattnError
+from seqattn.errors import SeqattnError, TrainingInterrupted
 
 console = Console(stderr=True)
 
@@ -36,6 +36,9 @@ class Group(click.Group):
                 soft_wrap=True,
             )
             sys.exit(error.exit_code)
+        except TrainingInterrupted as stopped:  # training saved its state and stopped on a signal
+            console.print(f"[bold red]{escape(str(stopped))}[/]", highlight=False, soft_wrap=True)
+            sys.exit(stopped.exit_code)
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]")
             sys.exit(130)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seqattn.config import load_config
+from seqattn.errors import TrainingInterrupted
 from seqattn.training.run import train as train_model
 
 console = Console(stderr=True)
@@ -38,7 +42,18 @@ def train(
     """Train a translation or classification model as CONFIG.yaml says."""
     config = load_config(config_path, overrides=overrides)
     output_dir = output_dir if output_dir is not None else Path("runs") / config_path.stem
-    results = train_model(config, output_dir, resume=resume, device=device, console=console)
+    try:
+        results = train_model(config, output_dir, resume=resume, device=device, console=console)
+    except TrainingInterrupted as stopped:
+        # One line: where the state is and the command that goes on from it. Exit 130 / 143.
+        again = ["seqattn", "train", str(config_path), *(f"--set={o}" for o in overrides)]
+        again += ["-o", str(output_dir), *(["--device", device] if device != "auto" else []), "--resume"]
+        console.print(
+            f"[bold red]{escape(str(stopped))}[/]; resume with: {escape(shlex.join(again))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(stopped.exit_code)
     if "valid" not in results:  # a worker process under torchrun: the main one reports
         return
     if config.task == "classification":

@@ -36,6 +36,12 @@ issued), is adopted as a *recovered* entry: its metric is unknown, so it is neve
 and never deleted by the retention policy (delete it by hand when it is no longer wanted).
 Saving step ``s`` replaces the entries at steps ``>= s``: a run resumed from an earlier
 checkpoint overwrites the future it abandoned.
+
+Interrupted runs. :meth:`CheckpointManager.save_interrupted` writes ``interrupted.pt`` (atomically),
+the state of a run stopped by a signal between two regular checkpoints. It is not in the index,
+so it never counts for retention, ``best.pt``, ``last.pt`` or averaging (a resumed run therefore
+keeps exactly the checkpoints of an uninterrupted one); the next :meth:`~CheckpointManager.save`
+deletes it. Whoever resumes picks it when its step is newer than the last indexed checkpoint's.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ from seqattn.io import atomic_open, atomic_write_text
 __all__ = [
     "BEST_NAME",
     "INDEX_NAME",
+    "INTERRUPTED_NAME",
     "LAST_NAME",
     "CheckpointEntry",
     "CheckpointManager",
@@ -77,6 +84,7 @@ __all__ = [
 INDEX_NAME = "checkpoints.json"
 BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
+INTERRUPTED_NAME = "interrupted.pt"
 _INDEX_VERSION = 1
 _STEP_FILE = re.compile(r"step_(\d+)\.pt")
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -345,6 +353,22 @@ class CheckpointManager:
         """``last.pt`` (exists once a checkpoint was saved)."""
         return self.directory / LAST_NAME
 
+    @property
+    def interrupted_path(self) -> Path:
+        """``interrupted.pt``: the state saved by :meth:`save_interrupted`, until the next :meth:`save`."""
+        return self.directory / INTERRUPTED_NAME
+
+    def save_interrupted(self, state: Mapping[str, Any]) -> Path:
+        """Save ``state`` atomically as ``interrupted.pt``, outside the index.
+
+        For a run stopped between two regular checkpoints (by a signal): the file is never
+        retained, aliased or averaged like the indexed checkpoints, and the next :meth:`save`
+        deletes it, so an interrupted and resumed run ends with the same checkpoints as an
+        uninterrupted one. Returns its path.
+        """
+        save_checkpoint(self.interrupted_path, state)
+        return self.interrupted_path
+
     def entries(self) -> list[CheckpointEntry]:
         """The retained checkpoints, oldest step first."""
         return list(self._entries)
@@ -392,6 +416,7 @@ class CheckpointManager:
         for old in [*earlier, *replaced]:
             if old.path not in kept_paths:
                 _delete(old.path)
+        self.interrupted_path.unlink(missing_ok=True)  # superseded (a resume picks the newer state anyway)
         return path
 
     # ------------------------------------------------------------------ internals
@@ -527,7 +552,7 @@ class CheckpointManager:
 
     def _remove_temporaries(self) -> None:
         """Remove temporary files a hard kill left behind in a previous run."""
-        prefixes = (".step_", f".{INDEX_NAME}.", f".{BEST_NAME}.", f".{LAST_NAME}.")
+        prefixes = (".step_", f".{INDEX_NAME}.", f".{BEST_NAME}.", f".{LAST_NAME}.", f".{INTERRUPTED_NAME}.")
         for path in self.directory.glob(".*.tmp"):
             if path.name.startswith(prefixes):
                 path.unlink(missing_ok=True)

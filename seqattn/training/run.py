@@ -16,6 +16,8 @@ import dataclasses
 import json
 import os
 import platform
+import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,9 @@ from seqattn.config import ClassifierConfig, ExperimentConfig, save_config
 from seqattn.data.corpora import load_corpus
 from seqattn.data.encoded import encode_corpus
 from seqattn.data.labels import LabelVocabulary
+from seqattn.data.text import open_binary
 from seqattn.data.tokenizer import Tokenizer
-from seqattn.errors import ConfigError
+from seqattn.errors import ConfigError, DataError
 from seqattn.io import atomic_write_text
 from seqattn.metrics import classification_report, corpus_bleu, corpus_chrf, exact_match
 from seqattn.models.build import build_classifier, build_seq2seq
@@ -45,7 +48,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: not a device (use cpu, cuda, cuda:N or auto)") from None
 
 
 def _joint(config: ExperimentConfig) -> bool:
@@ -92,6 +98,17 @@ def _train_tokenizers(
     return source, target
 
 
+def _check_files(config: ExperimentConfig) -> None:
+    """Every corpus file the config names can be opened (a one-line DataError naming its key)."""
+    for split in ("train", "valid", "test"):
+        spec = getattr(config.data, split)
+        for path in spec.files() if spec is not None else []:
+            try:
+                open_binary(path).close()
+            except DataError as error:
+                raise DataError(f"data.{split}: {error}") from None
+
+
 def _prepare(
     config: ExperimentConfig, model_dir: Path, *, resume: bool, device: str, console: Console
 ) -> tuple[torch.device, int]:
@@ -104,18 +121,29 @@ def _prepare(
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
     if rank == 0:
+        _check_files(config)  # before anything is created
         if model_dir.exists() and not model_dir.is_dir():
             raise ConfigError(f"--output-dir {model_dir}: exists and is not a directory")
         if not resume and (model_dir / "checkpoints").exists():
             raise ConfigError(
                 f"--output-dir {model_dir}: already holds a training run (use --resume, or another directory)"
             )
-        model_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, model_dir / "config.yaml")
-        _train_tokenizers(config, model_dir, console)
+        created = not model_dir.exists()
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"--output-dir {model_dir}: cannot create it ({error.strerror})") from None
+        try:
+            save_config(config, model_dir / "config.yaml")
+            _train_tokenizers(config, model_dir, console)
+        except BaseException:
+            if created:  # a directory with only a config in it would look like a model directory
+                shutil.rmtree(model_dir, ignore_errors=True)
+            raise
     if world > 1:
         dist.barrier()
     torch.manual_seed(config.train.seed)
+    random.seed(config.train.seed)  # saved in checkpoints too: a run is reproducible as a whole
     return torch_device, rank
 
 

@@ -13,6 +13,16 @@ with the same batches, the same dropout masks and therefore the same losses as a
 never interrupted (tested bitwise on CPU). Metrics logged after the checkpoint are dropped from
 the log on resume, so it reads as one run.
 
+**Stopping on a signal.** During :meth:`Trainer.fit` (in the main thread), SIGINT and SIGTERM
+only set a flag, checked before every update. When it is set, the state after the last
+complete update is saved (``checkpoints/interrupted.pt``, or nothing new if that step's
+regular checkpoint exists already) and :class:`~seqattn.errors.TrainingInterrupted` is raised;
+resuming from it is exact like resuming from any checkpoint. More signals while that happens
+are ignored, so a second Ctrl-C cannot interrupt a checkpoint being written (SIGKILL still
+can; writes are atomic). A signal during validation takes effect when validation ends; one
+that arrives after the last update lets the run finish (``model.pt`` is written) and is then
+reported the same way. The previous handlers are restored when ``fit`` returns or raises.
+
 **Loss normalisation.** Gradients are those of the summed token loss divided by the number of
 target tokens in the whole update (all accumulated batches, all processes), so results do not
 depend on how an update is split into batches or processes.
@@ -25,6 +35,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -39,8 +51,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from seqattn.config import TrainConfig
+from seqattn.errors import TrainingInterrupted
 from seqattn.io import atomic_write_text
 from seqattn.training.checkpoint import (
+    INTERRUPTED_NAME,
+    LAST_NAME,
     CheckpointManager,
     average_checkpoints,
     load_checkpoint,
@@ -84,10 +99,45 @@ class TrainState:
     bad_validations: int = 0
     train_seconds: float = 0.0
     tokens: int = 0
+    metric: float | None = None
+    """Metric of the last validation: a regular checkpoint carries the metric of its own step."""
 
 
 def _device_type(device: torch.device) -> str:
     return device.type
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM set :attr:`received` instead of stopping the process.
+
+    Only the first signal is recorded; later ones are ignored. Handlers can only be installed
+    in the main thread: elsewhere this does nothing (signals keep their usual effect). A signal
+    the process ignores (``SIG_IGN``, e.g. SIGINT of a background job) stays ignored. The
+    previous handlers are restored on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                if signal.getsignal(number) is not signal.SIG_IGN:
+                    self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, handler in self._previous.items():
+            # None: a handler not installed from Python; the default is the closest we can do.
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
+
+    def _handle(self, number: int, frame: object) -> None:
+        if self.received is None:
+            self.received = number
 
 
 class Trainer:
@@ -195,18 +245,36 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     def resume(self) -> bool:
-        """Load the last checkpoint if there is one; returns whether training resumed."""
-        last = (
-            self.checkpoints.last()
-            if self.checkpoints is not None
-            else self.output_dir / "checkpoints" / "last.pt"
-        )
-        if last is None or not last.is_file():
+        """Load the newest saved state (``last.pt`` or ``interrupted.pt``); returns whether there was one."""
+        directory = self.output_dir / "checkpoints"
+        last = self.checkpoints.last() if self.checkpoints is not None else directory / LAST_NAME
+        checkpoint = load_checkpoint(last) if last is not None and last.is_file() else None
+        regular = checkpoint is not None
+        interrupted = directory / INTERRUPTED_NAME  # newer than `last` unless a crash hit after a save
+        if interrupted.is_file():
+            stopped = load_checkpoint(interrupted)
+            if checkpoint is None or stopped["state"]["step"] > checkpoint["state"]["step"]:
+                checkpoint, regular = stopped, False
+        if checkpoint is None:
             return False
-        self._restore(load_checkpoint(last))
+        self._restore(checkpoint)
         if self.is_main:
+            if regular:
+                self._readopt(checkpoint)
             self._truncate_log(self.state.step)
         return True
+
+    def _readopt(self, checkpoint: dict[str, Any]) -> None:
+        """Give back its metric to the checkpoint resumed from, if a crash lost its index entry.
+
+        A kill between writing ``step_N.pt`` and the index leaves a *recovered* entry without
+        a metric, which could never be the best: saving it again with the metric its state
+        records makes the checkpoints (and so ``model.pt``) those of an uninterrupted run.
+        """
+        assert self.checkpoints is not None
+        entries = [entry for entry in self.checkpoints.entries() if entry.step == self.state.step]
+        if entries and entries[0].recovered and "metric" in checkpoint["state"]:
+            self.checkpoints.save(self.state.step, checkpoint, metric=self.state.metric)
 
     def _truncate_log(self, step: int) -> None:
         if not self.metrics_path.is_file():
@@ -214,7 +282,7 @@ class Trainer:
         kept = [
             line
             for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step
+            if (record := _json_or_none(line)) is not None and record.get("step", 0) <= step
         ]
         atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
@@ -285,6 +353,7 @@ class Trainer:
                 self.state.best, self.state.bad_validations = value, 0
             else:
                 self.state.bad_validations += 1
+            self.state.metric = value
             self.schedule.report(value)
             patience = self.config.patience
             stop = patience is not None and self.state.bad_validations >= patience
@@ -303,7 +372,54 @@ class Trainer:
         return stop
 
     def fit(self, *, resume: bool = False) -> dict[str, Any]:
-        """Train until max_epochs / max_steps / max_minutes or early stopping; returns a summary."""
+        """Train until max_epochs / max_steps / max_minutes or early stopping; returns a summary.
+
+        Raises:
+            TrainingInterrupted: SIGINT or SIGTERM arrived (see the module docstring); the
+                state it names resumes exactly with ``fit(resume=True)``.
+        """
+        with StopSignals() as signals:
+            summary = self._fit(resume=resume, signals=signals)
+        # A signal after the last update: the run is complete. This process's own flag, without
+        # one more collective: under DDP the processes may part here.
+        if signals.received is not None:
+            raise TrainingInterrupted(
+                signals.received, step=self.state.step, checkpoint=self._saved_path(self.state.step)
+            )
+        return summary
+
+    def _signal(self, signals: StopSignals) -> int | None:
+        """The signal received by this process (by any process, under DDP), or ``None``."""
+        if self.world == 1:
+            return signals.received
+        flag = torch.tensor([signals.received or 0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item()) or None
+
+    def _saved_path(self, step: int) -> Path | None:
+        """The regular checkpoint of ``step`` if there is one (main process only)."""
+        if self.checkpoints is None:
+            return None
+        entries = self.checkpoints.entries()
+        return entries[-1].path if entries and entries[-1].step == step else None
+
+    def _stop_on_signal(self, received: int) -> TrainingInterrupted:
+        """Save the current state unless its regular checkpoint exists; the exception to raise."""
+        path = self._saved_path(self.state.step)
+        if path is None and self.checkpoints is not None:
+            path = self.checkpoints.save_interrupted(self._checkpoint_state())
+        if self.world > 1:
+            dist.barrier()
+        return TrainingInterrupted(received, step=self.state.step, checkpoint=path)
+
+    def _finished(self) -> bool:
+        """A resumed run that had already ended (max_steps reached, or early-stopped)."""
+        c = self.config
+        return (c.max_steps is not None and self.state.step >= c.max_steps) or (
+            c.patience is not None and self.state.bad_validations >= c.patience
+        )
+
+    def _fit(self, *, resume: bool, signals: StopSignals) -> dict[str, Any]:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.resume() if resume else False
         if not resumed and self.is_main and self.metrics_path.exists():
@@ -311,7 +427,7 @@ class Trainer:
         c = self.config
         start_time = time.perf_counter() - self.state.train_seconds
         validated_at = self.state.step if resumed else -1
-        stop = False
+        stop = resumed and self._finished()
         progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
@@ -339,6 +455,9 @@ class Trainer:
                     rate="",
                 )
                 for position, group in self._groups(batches, self.state.batch):
+                    received = self._signal(signals)
+                    if received is not None:  # between updates: the state is consistent
+                        raise self._stop_on_signal(received)
                     nll, tokens = self.update(group)
                     self.state.step += 1
                     self.state.batch = position
@@ -409,6 +528,15 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return summary
+
+
+def _json_or_none(line: str) -> dict[str, Any] | None:
+    """A metrics log record, or ``None`` for a blank or damaged line (a crash mid-append)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _as_tuple(value: Any) -> Any:
