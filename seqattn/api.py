@@ -139,6 +139,19 @@ def load(model_dir: str | Path, *, device: str = "auto") -> Translator | Classif
     return Translator(model.to(torch_device).eval(), source, target, config, torch_device)
 
 
+def _position_limits(model: nn.Module) -> tuple[int | None, int | None]:
+    """(source pieces, output pieces) a model's position tables or location score allow."""
+    source_limit = output_limit = None
+    embed, target_embed = getattr(model, "src_embed", None), getattr(model, "tgt_embed", None)
+    if embed is not None and getattr(embed, "positions", "relative") != "relative":
+        source_limit = embed.max_len
+        output_limit = target_embed.max_len - 1  # the decoder reads BOS + every produced piece
+    score = getattr(model, "score", None)
+    if score is not None and hasattr(score, "max_len"):  # location attention: fixed key count
+        source_limit = score.max_len
+    return source_limit, output_limit
+
+
 class Translator:
     """A trained translation model with its tokenizers."""
 
@@ -151,6 +164,11 @@ class Translator:
         device: torch.device,
     ) -> None:
         self.model, self.source, self.target, self.config, self.device = model, source, target, config, device
+        self.limits = _position_limits(model)
+        """Longest source (pieces with ``</s>``) and output (pieces) the model can handle; ``None``
+        where there is no limit (relative positions, RNNs without a location score)."""
+        self.clipped_sources = 0
+        """Sources cut to ``limits[0]`` pieces so far (each keeps its beginning)."""
 
     def _search(
         self,
@@ -166,8 +184,15 @@ class Translator:
             raise ConfigError(f"need 1 <= n_best <= beam, got beam={beam}, n_best={n_best}")
         if batch_tokens < 1:
             raise ConfigError(f"batch_tokens must be positive, got {batch_tokens}")
+        source_limit, output_limit = self.limits
         sources = [self.source.encode(s, eos=True) for s in sentences]
-        options: dict[str, Any] = {"max_len_a": max_len_a, "max_len_b": max_len_b}
+        if source_limit is not None:
+            # Longer sources keep their first pieces (and </s>); counted in `clipped_sources`.
+            long = [i for i, ids in enumerate(sources) if len(ids) > source_limit]
+            for i in long:
+                sources[i] = [*sources[i][: source_limit - 1], EOS_ID]
+            self.clipped_sources += len(long)
+        options: dict[str, Any] = {"max_len_a": max_len_a, "max_len_b": max_len_b, "max_len": output_limit}
         if beam == 1:
             search = greedy_search
         else:
@@ -273,6 +298,11 @@ class Translator:
         for start in range(0, len(sources), batch_sentences):
             src_ids = [self.source.encode(s, eos=True) for s in sources[start : start + batch_sentences]]
             tgt_ids = [self.target.encode(t) for t in targets[start : start + batch_sentences]]
+            source_limit, output_limit = self.limits
+            if source_limit is not None and any(len(ids) > source_limit for ids in src_ids):
+                raise DataError(f"a source has more than the model's {source_limit} positions")
+            if output_limit is not None and any(len(ids) > output_limit for ids in tgt_ids):
+                raise DataError(f"a target has more than the model's {output_limit} positions")
             matrices = self._force(src_ids, tgt_ids, heads=False)
             every = self._force(src_ids, tgt_ids, heads=True) if heads else [None] * len(src_ids)
             for s_ids, t_ids, matrix, all_heads in zip(src_ids, tgt_ids, matrices, every, strict=True):

@@ -49,6 +49,8 @@ def check_plot_path(path: str | os.PathLike[str]) -> Path:
         raise ConfigError(f"{path}: plots are written as {' or '.join(FORMATS)}")
     if not path.parent.is_dir():
         raise ConfigError(f"{path}: directory {path.parent} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a file to write")
     return path
 
 

@@ -247,13 +247,9 @@ def test_a_killed_run_leaves_no_file_at_the_output_path(translator_dir: Path, tm
     assert re.fullmatch(r"\.out\.txt\.\w+\.tmp", temporary[0].name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seqattn.api.Translator neither clips sources nor caps outputs at the Transformer's "
-    "max_positions (1024): a line within --max-chars crashes the search with a ValueError",
-)
 def test_a_line_longer_than_the_model_positions(translator_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("w1 w2\n" + " ".join(["w3"] * 2000) + "\nw4\n")
     result = run("translate", "-m", str(translator_dir), "-i", str(tmp_path / "in.txt"), "--beam", "1")
     assert result.exit_code == 0 and "Traceback" not in result.output
     assert len(result.stdout.splitlines()) == 3
+    assert "1 line(s) longer than the model's 1024 source positions" in result.stderr

@@ -209,20 +209,11 @@ CASES: dict[str, Case] = {
 }
 
 
-# Known failures, in files this change could not touch: they pass once fixed (strict xfail).
-KNOWN = {
-    "plot-output-is-directory": pytest.mark.xfail(
-        strict=True,
-        reason="seqattn.plots.check_plot_path accepts a directory named *.png: IsADirectoryError traceback",
-    ),
-}
-
-
 def tree(directory: Path) -> set[str]:
     return {str(path.relative_to(directory)) for path in directory.rglob("*")}
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=KNOWN.get(name, ())) for name in CASES])
+@pytest.mark.parametrize("name", list(CASES))
 def test_hostile_input_fails_in_one_line_and_writes_nothing(
     name: str,
     tmp_path: Path,

@@ -195,6 +195,11 @@ def translate(
             count += len(chunk)
             progress.update(task, description=f"translating: {count:,} lines")
     source.report()
+    if translator.clipped_sources:
+        console.print(
+            f"[yellow]warning:[/] {translator.clipped_sources} line(s) longer than the model's "
+            f"{translator.limits[0]} source positions were cut to their first pieces"
+        )
     console.print(f"translated {count:,} lines" + (f" -> {output_path}" if output_path else ""))
 
 
