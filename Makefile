@@ -10,13 +10,14 @@ PIP    := $(BIN)/python -m pip
 OFFLINE := HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-all lint format bench clean
+.PHONY: help setup demo test test-all lint format bench bench-peers clean
 
 help:
 	@echo "make demo      set up .venv and run the main job on the embedded default data"
 	@echo "make test      set up .venv and run the fast test suite (what CI runs)"
 	@echo "make test-all  also run the slow end-to-end tests"
 	@echo "make bench     run the benchmarks (about 35-45 minutes on 2 cores; writes benchmarks/results/)"
+	@echo "make bench-peers  the peer toolkits, then seqattn, on one workload (about 80 minutes)"
 	@echo "make lint      ruff check and format check"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -54,6 +55,22 @@ bench: setup
 	$(OFFLINE) $(BIN)/python benchmarks/data_pipeline.py
 	$(OFFLINE) $(BIN)/python benchmarks/translation.py
 	$(OFFLINE) $(BIN)/python benchmarks/memory.py
+
+# The peer toolkits (JoeyNMT, OpenNMT-py) measured by their harness, then seqattn on the same
+# workload, back to back, so the ratios come from one run on one machine. The harness installs
+# the peers into their own environments under PEERS_WORK; it is a measuring tool, not part of
+# seqattn.
+PEERS_HARNESS ?= ../shared/bench/peers
+MULTI30K      ?= ../shared/data/multi30k
+PEERS_WORK    ?= /tmp/seqattn-peers
+
+bench-peers: setup
+	mkdir -p $(PEERS_WORK)/multi30k
+	for f in $(MULTI30K)/*.gz; do gunzip -c "$$f" > $(PEERS_WORK)/multi30k/$$(basename "$$f" .gz); done
+	WORK_DIR=$(PEERS_WORK) bash $(PEERS_HARNESS)/setup.sh
+	WORK_DIR=$(PEERS_WORK) DATA_DIR=$(PEERS_WORK)/multi30k RUN_DIR=$(PEERS_WORK)/runs bash $(PEERS_HARNESS)/run.sh
+	$(OFFLINE) $(BIN)/python benchmarks/translation.py --from $(MULTI30K) \
+		--peer-spm $(PEERS_HARNESS)/data/spm.model --peers $(PEERS_WORK)/runs/results.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
