@@ -90,9 +90,8 @@ the whole training corpus, divided by this run's peak.
 **Peers.** Their rows come from ``../shared/bench/peers/results/main/results.json``
 (``--peers PATH``), an earlier session on the same kind of machine; timings there drift by
 +-30% between sessions, so the seqattn/peer ratios printed below the table are cross-session
-ratios. For same-session ratios the peers' harness must run in the same session
-(``WORK_DIR=/tmp/peers DATA_DIR=... STEPS=121 DECODE=0 bash run.sh``; a ``make bench-peers``
-target is future work).
+ratios. For same-session ratios ``make bench-peers`` runs the peers' harness and then this
+script on its fresh ``results.json``.
 
 **CUDA** (``--device auto|cpu|cuda``): each model runs twice, fp32 and bf16 autocast (the
 Trainer's ``bf16`` setting; decoding then runs under the same autocast), timed with
@@ -913,7 +912,7 @@ def main(argv: list[str] | None = None) -> None:
     if peers is not None:
         notes.append(
             f"peers: {peers['path']} (written {peers['modified']}): an earlier session, +-30% between sessions; "
-            "same-session figures need the peers' harness rerun (`make bench-peers` is future work)."
+            "same-session figures: `make bench-peers` reruns the peers' harness first."
         )
     else:
         notes.append(f"peers: {args.peers} not found; no peer rows.")
