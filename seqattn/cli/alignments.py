@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqattn.api import Classifier, Translator, load
-from seqattn.cli.infer import _aligned, output
+from seqattn.cli.infer import _aligned, model_option, output
 from seqattn.metrics.alignment import aer as alignment_error_rate
 from seqattn.metrics.alignment import format_links, read_alignment_file
 from seqattn.plots import check_plot_path, plot_alignment, plot_heads, plot_token_weights
@@ -20,14 +20,7 @@ console = Console(stderr=True)
 
 
 @click.command()
-@click.option(
-    "--model",
-    "-m",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Trained model directory.",
-)
+@model_option
 @click.option("--text", required=True, help="The sentence (source, or text to classify).")
 @click.option("--reference", default=None, help="Force-decode this target instead of translating.")
 @click.option(
@@ -119,14 +112,7 @@ def plot(
 
 
 @click.command()
-@click.option(
-    "--model",
-    "-m",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Trained model directory.",
-)
+@model_option
 @click.option("--src", "src_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--tgt", "tgt_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option(

@@ -95,6 +95,15 @@ def sample_sentences(sentences: Iterable[str], *, limit: int, seed: int) -> list
     return [sentence for _, sentence in reservoir]
 
 
+def _read_model(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such SentencePiece model") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a SentencePiece .model file") from None
+
+
 class Tokenizer:
     """A trained SentencePiece model: text <-> pieces <-> ids."""
 
@@ -164,18 +173,7 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
         path = Path(path)
-        try:
-            proto = path.read_bytes()
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such SentencePiece model") from None
-        except IsADirectoryError:
-            raise DataError(f"{path}: is a directory, expected a SentencePiece .model file") from None
-        try:
-            return cls(proto)
-        except RuntimeError:
-            raise DataError(f"{path}: not a valid SentencePiece model") from None
-        except DataError as error:
-            raise DataError(f"{path}: {error}") from None
+        return cls._from_proto(path, _read_model(path))
 
     @classmethod
     def adopt(cls, path: str | os.PathLike[str]) -> Tokenizer:
@@ -183,17 +181,16 @@ class Tokenizer:
         seqattn's ids 0-3 (and ``<pad>`` added if it has none); text segments into the same
         pieces as with the original model (:mod:`.spm_adopt`)."""
         path = Path(path)
+        return cls._from_proto(path, adopt_model(_read_model(path), source=str(path)).proto)
+
+    @classmethod
+    def _from_proto(cls, path: Path, proto: bytes) -> Tokenizer:
         try:
-            proto = path.read_bytes()
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such SentencePiece model") from None
-        except IsADirectoryError:
-            raise DataError(f"{path}: is a directory, expected a SentencePiece .model file") from None
-        adopted = adopt_model(proto, source=str(path)).proto
-        try:
-            return cls(adopted)
+            return cls(proto)
         except RuntimeError:
             raise DataError(f"{path}: not a valid SentencePiece model") from None
+        except DataError as error:
+            raise DataError(f"{path}: {error}") from None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model file atomically."""
