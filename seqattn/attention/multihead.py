@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -66,10 +67,20 @@ class KVCache:
         return buffer
 
     def reorder(self, index: Tensor) -> None:
-        """Keep batch rows ``index`` (beam search: the surviving hypotheses' parents)."""
+        """Keep batch rows ``index`` (beam search: the surviving hypotheses' parents).
+
+        Only the filled ``length`` positions are copied, straight into a buffer of the same
+        capacity (up to twice the length): beam search reorders after every step, so copying
+        the unused capacity too would double its cost per token."""
         if self._keys is not None and self._values is not None:
-            self._keys = self._keys.index_select(0, index)
-            self._values = self._values.index_select(0, index)
+            self._keys = self._take(self._keys, index)
+            self._values = self._take(self._values, index)
+
+    def _take(self, buffer: Tensor, index: Tensor) -> Tensor:
+        _, h, capacity, d = buffer.shape
+        out = buffer.new_empty(index.numel(), h, capacity, d)
+        torch.index_select(buffer[:, :, : self.length], 0, index, out=out[:, :, : self.length])
+        return out
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqattn.attention import PreparedKeys, Score, attend, build_score, padding_mask
 from seqattn.data.tokenizer import PAD_ID
 from seqattn.errors import ConfigError
+from seqattn.models.groups import regroup
 from seqattn.models.protocol import StepOutput
 
 __all__ = ["RNNEncoder", "RNNSeq2Seq", "RNNState"]
@@ -77,21 +78,26 @@ class RNNEncoder(nn.Module):
 
 @dataclass(frozen=True)
 class RNNState:
-    """Decoding state: the encoded source and the decoder's recurrent state."""
+    """Decoding state: the encoded source (once per sentence) and the decoder's recurrent state
+    (per hypothesis row; rows ``[g*i, g*(i+1))`` attend over memory row ``i``, ``g = group``,
+    see :mod:`seqattn.models.groups`)."""
 
-    memory: Tensor  # (B, S, 2H) encoder states: the values
-    keys: PreparedKeys  # (B, S, *) encoder states prepared for the score
-    mask: Tensor  # (B, S) True at real source positions
-    hidden: tuple[Tensor, Tensor]  # (L, B, D) each
+    memory: Tensor  # (M, S, 2H) encoder states: the values
+    keys: PreparedKeys  # (M, S, *) encoder states prepared for the score
+    mask: Tensor  # (M, S) True at real source positions
+    hidden: tuple[Tensor, Tensor]  # (L, B, D) each, B = M * group
     feed: Tensor  # (B, D) previous attentional vector (zeros before the first step)
+    group: int = 1
 
     def index_select(self, index: Tensor) -> RNNState:
+        take, group = regroup(index, group=self.group, memory_rows=self.memory.size(0))
         return RNNState(
-            memory=self.memory.index_select(0, index),
-            keys=self.keys.index_select(0, index),
-            mask=self.mask.index_select(0, index),
+            memory=self.memory if take is None else self.memory.index_select(0, take),
+            keys=self.keys if take is None else self.keys.index_select(0, take),
+            mask=self.mask if take is None else self.mask.index_select(0, take),
             hidden=(self.hidden[0].index_select(1, index), self.hidden[1].index_select(1, index)),
             feed=self.feed.index_select(0, index),
+            group=group,
         )
 
 
@@ -223,9 +229,12 @@ class RNNSeq2Seq(nn.Module):
         return torch.cat([x, x[-1:].expand(self.decoder_layers - x.size(0), -1, -1)], dim=0)
 
     def _attend(self, query: Tensor, state: RNNState) -> tuple[Tensor, Tensor]:
-        """``(B, D)`` query -> context ``(B, 2H)`` and weights ``(B, S)``."""
+        """``(B, D)`` query -> context ``(B, 2H)`` and weights ``(B, S)``; the ``group`` rows of a
+        sentence are that sentence's ``group`` query positions, so its memory is read once."""
+        rows = query.size(0)
+        memory_rows = state.memory.size(0)
         context, weights = attend(
-            query.unsqueeze(1),
+            query.reshape(memory_rows, rows // memory_rows, -1),  # (M, g, D)
             state.keys,
             state.memory,
             score=self.score,
@@ -233,7 +242,7 @@ class RNNSeq2Seq(nn.Module):
             need_weights=True,
         )
         assert weights is not None
-        return context.squeeze(1), weights.squeeze(1)
+        return context.reshape(rows, -1), weights.reshape(rows, -1)
 
     def _step(self, prev_tokens: Tensor, state: RNNState) -> tuple[Tensor, Tensor, RNNState]:
         """One position: ``(B,)`` ids -> attentional vector ``(B, D)``, attention ``(B, S)``, state."""

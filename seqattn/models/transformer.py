@@ -41,6 +41,7 @@ from seqattn.attention import (
 )
 from seqattn.data.tokenizer import PAD_ID
 from seqattn.errors import ConfigError
+from seqattn.models.groups import regroup
 from seqattn.models.protocol import StepOutput
 
 __all__ = ["TransformerSeq2Seq", "TransformerState"]
@@ -154,38 +155,61 @@ class DecoderLayer(nn.Module):
         *,
         cache: KVCache | None = None,
         need_weights: bool = False,
+        group: int = 1,
     ) -> tuple[Tensor, Tensor | None]:
-        """``(B, T, D)`` -> ``(B, T, D)`` and, if asked, cross-attention weights ``(B, H, T, S)``."""
+        """``(B, T, D)`` -> ``(B, T, D)`` and, if asked, cross-attention weights ``(B, H, T, S)``.
+
+        ``group > 1`` (decoding steps, ``T = 1``): ``memory`` has one row per ``group`` rows of
+        ``x`` (:mod:`seqattn.models.groups`)."""
         if self.pre_norm:
             x = x + self.dropout(self.self_attn(self.norm1(x), causal=True, cache=cache)[0])
-            attended, weights = self.cross_attn(
-                self.norm2(x), memory, mask=memory_mask, need_weights=need_weights
-            )
+            attended, weights = self._cross(self.norm2(x), memory, memory_mask, need_weights, group)
             x = x + self.dropout(attended)
             return x + self.dropout(self.ffn(self.norm3(x))), weights
         x = self.norm1(x + self.dropout(self.self_attn(x, causal=True, cache=cache)[0]))
-        attended, weights = self.cross_attn(x, memory, mask=memory_mask, need_weights=need_weights)
+        attended, weights = self._cross(x, memory, memory_mask, need_weights, group)
         x = self.norm2(x + self.dropout(attended))
         return self.norm3(x + self.dropout(self.ffn(x))), weights
+
+    def _cross(
+        self, x: Tensor, memory: ProjectedMemory, memory_mask: Tensor, need_weights: bool, group: int
+    ) -> tuple[Tensor, Tensor | None]:
+        """Cross-attention; a group's rows become query positions of their shared memory row."""
+        if group == 1:
+            return self.cross_attn(x, memory, mask=memory_mask, need_weights=need_weights)
+        rows, length, dim = x.shape
+        if length != 1:
+            raise ValueError(f"grouped cross-attention needs one position per row, got {length}")
+        attended, weights = self.cross_attn(
+            x.reshape(rows // group, group, dim), memory, mask=memory_mask, need_weights=need_weights
+        )  # (M, g, D), (M, H, g, S)
+        if weights is not None:
+            weights = weights.transpose(1, 2).reshape(rows, weights.size(1), 1, weights.size(-1))
+        return attended.reshape(rows, 1, dim), weights
 
 
 @dataclass
 class TransformerState:
-    """Decoding state: per-layer projected memories and self-attention caches."""
+    """Decoding state: per-layer projected memories (once per sentence) and self-attention
+    caches (per hypothesis row; rows ``[g*i, g*(i+1))`` attend over memory row ``i``,
+    ``g = group``, see :mod:`seqattn.models.groups`)."""
 
-    memories: list[ProjectedMemory]
-    memory_mask: Tensor  # (B, 1, 1, S)
-    caches: list[KVCache]
+    memories: list[ProjectedMemory]  # (M, H, S, Dh) keys and values per layer
+    memory_mask: Tensor  # (M, 1, 1, S)
+    caches: list[KVCache]  # (B, H, t, Dh), B = M * group
     position: int = 0
+    group: int = 1
 
     def index_select(self, index: Tensor) -> TransformerState:
         for cache in self.caches:
             cache.reorder(index)
+        take, group = regroup(index, group=self.group, memory_rows=self.memory_mask.size(0))
         return TransformerState(
-            memories=[m.index_select(0, index) for m in self.memories],
-            memory_mask=self.memory_mask.index_select(0, index),
+            memories=self.memories if take is None else [m.index_select(0, take) for m in self.memories],
+            memory_mask=self.memory_mask if take is None else self.memory_mask.index_select(0, take),
             caches=self.caches,
             position=self.position,
+            group=group,
         )
 
 
@@ -277,7 +301,9 @@ class TransformerSeq2Seq(nn.Module):
 
     def step(self, prev_tokens: Tensor, state: TransformerState) -> tuple[StepOutput, TransformerState]:
         x = self.tgt_embed(prev_tokens[:, None], offset=state.position)  # (B, 1, D)
-        x, attention = self._decode(x, state.memories, state.memory_mask, caches=state.caches)
+        x, attention = self._decode(
+            x, state.memories, state.memory_mask, caches=state.caches, group=state.group
+        )
         state.position += 1
         assert attention is not None
         return StepOutput(self.output(x[:, 0]), attention[:, 0]), state
@@ -329,6 +355,7 @@ class TransformerSeq2Seq(nn.Module):
         *,
         caches: list[KVCache] | None = None,
         attention: str = "alignment",
+        group: int = 1,
     ) -> tuple[Tensor, Tensor | None]:
         """Run the decoder stack; returns ``(B, T, D)`` and, by ``attention``, nothing
         (``"none"``), the alignment attention ``(B, T, S)`` (``"alignment"``: the chosen layer
@@ -340,7 +367,7 @@ class TransformerSeq2Seq(nn.Module):
         for i, layer in enumerate(self.decoder):
             cache = caches[i] if caches is not None else None
             wanted = attention == "all" or (attention == "alignment" and i == chosen)
-            x, weights = layer(x, memories[i], memory_mask, cache=cache, need_weights=wanted)
+            x, weights = layer(x, memories[i], memory_mask, cache=cache, need_weights=wanted, group=group)
             if weights is None:
                 continue
             every.append(weights)  # (B, H, T, S)
