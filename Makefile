@@ -70,7 +70,7 @@ bench-peers: setup
 	WORK_DIR=$(PEERS_WORK) bash $(PEERS_HARNESS)/setup.sh
 	WORK_DIR=$(PEERS_WORK) DATA_DIR=$(PEERS_WORK)/multi30k RUN_DIR=$(PEERS_WORK)/runs bash $(PEERS_HARNESS)/run.sh
 	$(OFFLINE) $(BIN)/python benchmarks/translation.py --from $(MULTI30K) \
-		--peer-spm $(PEERS_HARNESS)/data/spm.model --peers $(PEERS_WORK)/runs/results.json
+		--peer-spm $(PEERS_HARNESS)/data/spm.model --peers $(PEERS_WORK)/runs/results.json --peers-same-run
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -374,6 +374,60 @@ def decode(
     }
 
 
+SCALING_LENGTHS = (20, 200)
+SCALING_BATCH = 32
+
+
+def decode_scaling(
+    model: torch.nn.Module,
+    stream: list[int],
+    *,
+    beam: int,
+    device: torch.device,
+    precision: str,
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """Decode time per output token for short and long sources (does the caching work?).
+
+    ``SCALING_BATCH`` sources of exactly ``n`` pieces (+ EOS) for each ``n`` in
+    ``SCALING_LENGTHS``, cut from ``stream`` (real test pieces, concatenated), decoded into
+    exactly ``n`` output tokens (``EOS`` forbidden before, forced at ``n``), so both lengths run
+    the same number of sentences and the per-token times compare like with like. Without caching,
+    a step at position ``t`` would re-run the prefix and the per-token time would grow with ``n``;
+    with caching only the attention over the ``t`` cached positions and the ``n`` source keys
+    grows. Best of ``repeats`` calls after one warm-up call.
+    """
+    from seqattn.decoding import beam_search, greedy_search
+
+    result: dict[str, Any] = {"beam": beam, "batch": SCALING_BATCH}
+    for n in SCALING_LENGTHS:
+        need = SCALING_BATCH * n
+        pieces = (stream * (need // max(len(stream), 1) + 1))[:need]
+        src = torch.tensor(
+            [[*pieces[i * n : (i + 1) * n], EOS_ID] for i in range(SCALING_BATCH)], device=device
+        )
+        lengths = torch.full((SCALING_BATCH,), n + 1, dtype=torch.long, device=device)
+        options: dict[str, Any] = {"max_len_a": 0.0, "max_len_b": n, "min_len_b": n, "max_len": n}
+        if beam > 1:
+            options["beam_size"] = beam
+        search = greedy_search if beam == 1 else beam_search
+        times = []
+        for _ in range(repeats + 1):
+            synchronize(device)
+            start = time.perf_counter()
+            with autocast(device, precision):
+                hypotheses = search(model, src, lengths, **options)
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+        produced = sum(len(h[0].tokens) for h in hypotheses)
+        if produced != SCALING_BATCH * n:
+            raise RuntimeError(f"decode_scaling: expected {SCALING_BATCH * n} output tokens, got {produced}")
+        result[f"ms_per_token_{n}"] = 1000 * min(times[1:]) / produced
+    short, long = (result[f"ms_per_token_{n}"] for n in SCALING_LENGTHS)
+    result["ratio"] = long / short
+    return result
+
+
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Train one model for the timed window (and up to ``decode_after``), then decode."""
     from seqattn.data.corpora import CorpusSpec, load_corpus
@@ -524,6 +578,12 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 )
             if device.type == "cuda":
                 result["decode_peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / MIB
+            stream = [piece for source in sources for piece in source]
+            for beam in (1, spec["beam"]):
+                log(f"{name} {precision}: decode time per token, {SCALING_LENGTHS} pieces, beam {beam}")
+                result[f"scaling_beam{beam}"] = decode_scaling(
+                    model, stream, beam=beam, device=device, precision=precision
+                )
     result["peak_rss_mib"] = rss_mib()
     result["worker_wall_s"] = time.perf_counter() - wall_start
     return result
@@ -662,6 +722,8 @@ def _row_metrics(row: dict[str, Any], beam: int) -> dict[str, float | None]:
         "train_peak_rss_mib": row.get("train_peak_rss_mib"),
         "greedy_sents_per_s": beam1.get("sents_per_s"),
         "beam_sents_per_s": beamk.get("sents_per_s"),
+        "greedy_out_tok_per_s": beam1.get("out_tok_per_s"),
+        "beam_out_tok_per_s": beamk.get("out_tok_per_s"),
         "greedy_bleu": beam1.get("bleu"),
         "beam_bleu": beamk.get("bleu"),
         "mfu": row.get("mfu"),
@@ -673,6 +735,8 @@ RATIO_METRICS = (
     ("train_peak_rss_mib", "train peak RSS"),
     ("greedy_sents_per_s", "greedy sents/s"),
     ("beam_sents_per_s", "beam sents/s"),
+    ("greedy_out_tok_per_s", "greedy out tok/s"),
+    ("beam_out_tok_per_s", "beam out tok/s"),
     ("greedy_bleu", "greedy BLEU"),
     ("beam_bleu", "beam BLEU"),
     ("mfu", "MFU"),
@@ -680,7 +744,7 @@ RATIO_METRICS = (
 
 
 def build_tables(
-    rows: list[dict[str, Any]], peers: dict[str, Any] | None, beam: int
+    rows: list[dict[str, Any]], peers: dict[str, Any] | None, beam: int, *, same_run: bool = False
 ) -> tuple[Table, Table | None, list[dict[str, Any]]]:
     main = Table(title="Multi30k de->en: training throughput, peak RSS, decoding, MFU", title_justify="left")
     for column in (
@@ -722,7 +786,8 @@ def build_tables(
         if peers is not None:
             for peer, key in PEER_RUNS[name]:
                 if key in peers["runs"]:
-                    add(f"{peer} {LABELS[name]} (earlier run)", peers["runs"][key], peer=True, style="dim")
+                    when = "this run" if same_run else "earlier run"
+                    add(f"{peer} {LABELS[name]} ({when})", peers["runs"][key], peer=True, style="dim")
         for row in rows:
             if row["model"] == name:
                 add(f"seqattn {LABELS[name]} {row['precision']} ({row['device']})", row, peer=False)
@@ -731,7 +796,13 @@ def build_tables(
     if peers is None:
         return main, None, ratios
     ratio_table = Table(
-        title="seqattn / peer (cross-session: the peers' figures are from an earlier run)",
+        title="seqattn / peer ("
+        + (
+            "same machine, same run"
+            if same_run
+            else "cross-session: the peers' figures are from an earlier run"
+        )
+        + ")",
         title_justify="left",
     )
     ratio_table.add_column("seqattn vs")
@@ -755,6 +826,33 @@ def build_tables(
                 *(_fmt(values[m], 2) + ("x" if values[m] is not None else "") for m, _ in RATIO_METRICS),
             )
     return main, ratio_table, ratios
+
+
+def scaling_table(rows: list[dict[str, Any]], beam: int) -> Table | None:
+    """Decode time per output token, short vs long sources (see :func:`decode_scaling`)."""
+    short, long = SCALING_LENGTHS
+    table = Table(
+        title=f"decode time per output token: {short}- vs {long}-piece sources, {SCALING_BATCH} sentences a batch, "
+        f"output length = source length (target: ratio <= 1.3)",
+        title_justify="left",
+    )
+    for column in ("run", "search", f"ms/token @{short}", f"ms/token @{long}", "ratio"):
+        table.add_column(column, justify="left" if column in ("run", "search") else "right")
+    added = False
+    for row in rows:
+        for b in (1, beam):
+            item = row.get(f"scaling_beam{b}")
+            if item is None:
+                continue
+            added = True
+            table.add_row(
+                f"seqattn {LABELS[row['model']]} {row['precision']} ({row['device']})",
+                "greedy" if b == 1 else f"beam {b}",
+                _fmt(item[f"ms_per_token_{short}"], 3),
+                _fmt(item[f"ms_per_token_{long}"], 3),
+                _fmt(item["ratio"], 2) + "x",
+            )
+    return table if added else None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -798,6 +896,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the peers' SentencePiece model, used (adopted) when present and --tokenizer is not given",
     )
     parser.add_argument("--peers", type=Path, default=DEFAULT_PEERS, help="the peers' results.json")
+    parser.add_argument(
+        "--peers-same-run",
+        action="store_true",
+        help="--peers was written just before this run on this machine (make bench-peers): label it so",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "translation.json")
     parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
@@ -899,8 +1002,11 @@ def main(argv: list[str] | None = None) -> None:
                     run["mfu_note"] = (
                         "estimate: tok/s x model FLOPs per token (this script) / this run's CPU peak"
                     )
-    main_table, ratio_table, ratios = build_tables(rows, peers, args.beam)
+    main_table, ratio_table, ratios = build_tables(rows, peers, args.beam, same_run=args.peers_same_run)
     console.print(main_table)
+    scaling = scaling_table(rows, args.beam)
+    if scaling is not None:
+        console.print(scaling)
     notes = [
         f"seqattn: steps {args.warmup + 1}-{args.warmup + args.steps} timed; tokens = SentencePiece pieces of "
         "source + target without BOS/EOS; batches of nominal 4096 padded tokens, length-bucketed.",
@@ -909,7 +1015,9 @@ def main(argv: list[str] | None = None) -> None:
         "MFU: model FLOPs (forward + backward, real positions) / time / matmul peak of this run; '~' = estimate "
         "for the peers (their tok/s x the FLOPs per token of their architecture).",
     ]
-    if peers is not None:
+    if peers is not None and args.peers_same_run:
+        notes.append(f"peers: {peers['path']} (written {peers['modified']}), measured just before seqattn.")
+    elif peers is not None:
         notes.append(
             f"peers: {peers['path']} (written {peers['modified']}): an earlier session, +-30% between sessions; "
             "same-session figures: `make bench-peers` reruns the peers' harness first."
