@@ -93,15 +93,17 @@ class General(Score):
         return query @ prepared.transpose(-2, -1)  # (..., Tq, Tk)
 
 
-def _additive(query_part: Tensor, key_part: Tensor, v: Tensor) -> Tensor:
-    """``v^T tanh(a_i + b_j)`` for ``(..., Tq, A)`` and ``(..., Tk, A)`` -> ``(..., Tq, Tk)``.
+def _additive(query_part: Tensor, doubled_keys: Tensor, v: Tensor) -> Tensor:
+    """``v^T tanh(a_i + b_j)`` for ``(..., Tq, A)`` queries ``a`` and ``(..., Tk, A)`` keys
+    given as ``2 b`` -> ``(..., Tq, Tk)``.
 
     Computed as ``2 v^T sigmoid(2 (a_i + b_j)) - sum(v)`` (``tanh x = 2 sigmoid(2x) - 1``): the
     ``(..., Tq, Tk, A)`` elementwise pass dominates additive attention, and on CPU ``sigmoid``
     is several times cheaper than ``tanh`` (benchmarks/attention.py, decode rows). The doubling
-    is applied to the small ``(Tq, A)`` and ``(Tk, A)`` operands.
+    is applied to the small ``(Tq, A)`` operand here and to the keys once, when they are
+    prepared; the sigmoid runs in place, so the large tensor is allocated once per call.
     """
-    hidden = torch.sigmoid((2 * query_part).unsqueeze(-2) + (2 * key_part).unsqueeze(-3))  # (..., Tq, Tk, A)
+    hidden = ((2 * query_part).unsqueeze(-2) + doubled_keys.unsqueeze(-3)).sigmoid_()  # (..., Tq, Tk, A)
     return 2 * (hidden @ v) - v.sum()  # (..., Tq, Tk)
 
 
@@ -121,7 +123,7 @@ class Additive(Score):
         nn.init.uniform_(self.v, -1.0 / math.sqrt(hidden_dim), 1.0 / math.sqrt(hidden_dim))
 
     def prepare_keys(self, keys: Tensor) -> Tensor:
-        return self.key_proj(keys)  # (..., Tk, A)
+        return 2 * self.key_proj(keys)  # (..., Tk, A): 2 U k, as _additive takes it
 
     def forward(self, query: Tensor, prepared: Tensor) -> Tensor:
         return _additive(self.query_proj(query), prepared, self.v)
@@ -145,7 +147,7 @@ class Concat(Score):
 
     def prepare_keys(self, keys: Tensor) -> Tensor:
         key_weight = self.proj.weight[:, self.query_dim :]  # (A, Dk)
-        return nn.functional.linear(keys, key_weight)  # (..., Tk, A)
+        return 2 * nn.functional.linear(keys, key_weight)  # (..., Tk, A): doubled for _additive
 
     def forward(self, query: Tensor, prepared: Tensor) -> Tensor:
         query_weight = self.proj.weight[:, : self.query_dim]  # (A, Dq)
