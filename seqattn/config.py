@@ -139,6 +139,8 @@ class ClassifierConfig:
     pooling_score: Literal["scaled_dot", "dot", "general", "additive", "concat"] = "scaled_dot"
     pooling_queries: int = 1
     dropout: float = 0.3
+    word_dropout: float = 0.0
+    """Training: probability of replacing each token by ``<unk>``."""
     max_sentences: int = 40
     """Hierarchical: sentences kept per document."""
     max_sentence_len: int = 80
@@ -148,7 +150,7 @@ class ClassifierConfig:
         _positive("model", embed_dim=self.embed_dim, hidden_size=self.hidden_size, num_layers=self.num_layers)
         _positive("model", num_heads=self.num_heads, pooling_queries=self.pooling_queries)
         _positive("model", max_sentences=self.max_sentences, max_sentence_len=self.max_sentence_len)
-        _fraction("model", dropout=self.dropout)
+        _fraction("model", dropout=self.dropout, word_dropout=self.word_dropout)
 
 
 @dataclass(frozen=True)

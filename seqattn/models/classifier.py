@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqattn.attention import AttentionPooling, build_score, key_mask, padding_mask
-from seqattn.data.tokenizer import PAD_ID
+from seqattn.data.tokenizer import PAD_ID, UNK_ID
 from seqattn.errors import ConfigError
 from seqattn.models.transformer import EncoderLayer, sinusoidal_table
 
@@ -119,6 +120,9 @@ class AttentionClassifier(nn.Module):
         pooling_score: ``scaled_dot`` (default) or ``additive`` (or any core score).
         pooling_queries: number of learned queries (their pooled vectors are concatenated).
         dropout: on embeddings, encoder outputs and the pooled vector.
+        word_dropout: in training, each real token is replaced by ``<unk>`` with this
+            probability (word dropout, Iyyer et al. 2015; Bowman et al. 2016): the model cannot
+            lean on a few memorised words, which matters on small datasets.
     """
 
     def __init__(
@@ -134,8 +138,10 @@ class AttentionClassifier(nn.Module):
         pooling_score: str = "scaled_dot",
         pooling_queries: int = 1,
         dropout: float = 0.3,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        self.word_dropout = word_dropout
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.encoder = SequenceEncoder(
             embed_dim,
@@ -153,6 +159,9 @@ class AttentionClassifier(nn.Module):
     def encode(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """``(B, T)`` ids -> pooled ``(B, Q*D)`` and weights ``(B, Q, T)``."""
         lengths = lengths.clamp(min=1)  # an empty text attends to its single pad position
+        if self.training and self.word_dropout > 0:
+            dropped = torch.rand(ids.shape, device=ids.device) < self.word_dropout
+            ids = ids.masked_fill(dropped & ids.ne(PAD_ID), UNK_ID)
         states = self.dropout(self.encoder(self.dropout(self.embed(ids)), lengths))  # (B, T, D)
         pooled, weights = self.pooling(states, mask=padding_mask(lengths, max_len=ids.size(1)))  # (B, Q, D)
         return pooled.flatten(1), weights
@@ -182,6 +191,7 @@ class HierarchicalClassifier(nn.Module):
         pooling_score: str = "scaled_dot",
         pooling_queries: int = 1,
         dropout: float = 0.3,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.words = AttentionClassifier(
@@ -195,6 +205,7 @@ class HierarchicalClassifier(nn.Module):
             pooling_score=pooling_score,
             pooling_queries=1,
             dropout=dropout,
+            word_dropout=word_dropout,
         )
         del self.words.output  # only its encoder and pooling are used
         word_dim = self.words.encoder.output_dim

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from seqattn.attention import padding_mask
+from seqattn.config import ClassifierConfig
 from seqattn.data.batching import pad_batch
-from seqattn.data.tokenizer import PAD_ID
+from seqattn.data.tokenizer import PAD_ID, UNK_ID
 from seqattn.errors import ConfigError
 from seqattn.models.classifier import AttentionClassifier, HierarchicalClassifier, SequenceEncoder
 
@@ -283,3 +284,32 @@ def test_hierarchical_model_learns_keyword_topics() -> None:
         out = model(*batch)
     accuracy = (out.logits.argmax(-1) == target).float().mean().item()
     assert accuracy >= 0.9, accuracy
+
+
+@pytest.mark.parametrize("hierarchical", [False, True])
+def test_word_dropout_replaces_real_tokens_in_training_only(hierarchical: bool) -> None:
+    """Word dropout feeds ``<unk>`` for dropped tokens (never for padding) and is off in eval."""
+
+    cls = HierarchicalClassifier if hierarchical else AttentionClassifier
+    model = cls(VOCAB, CLASSES, embed_dim=8, hidden_size=4, encoder="none", dropout=0.0, word_dropout=0.999)
+    flat = model.words if hierarchical else model
+    seen: list[torch.Tensor] = []
+    flat.embed.register_forward_hook(lambda _m, args, _out: seen.append(args[0].clone()))
+    ids = torch.tensor([[5, 6, 7, PAD_ID], [8, 9, PAD_ID, PAD_ID]])
+    lengths = torch.tensor([3, 2])
+    inputs = (ids[:, None], lengths[:, None], torch.tensor([1, 1])) if hierarchical else (ids, lengths)
+
+    model.eval()
+    reference = model(*inputs).logits
+    assert torch.equal(seen[-1], ids)
+    model.train()
+    model(*inputs)
+    assert torch.equal(seen[-1], torch.where(ids.eq(PAD_ID), ids, torch.full_like(ids, UNK_ID)))
+    model.eval()
+    torch.testing.assert_close(model(*inputs).logits, reference)
+
+
+def test_word_dropout_is_validated() -> None:
+
+    with pytest.raises(ConfigError, match=r"model\.word_dropout"):
+        ClassifierConfig(word_dropout=1.0)
