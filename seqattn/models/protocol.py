@@ -61,8 +61,18 @@ class Seq2Seq(Protocol):
         ...
 
     def forward(
-        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, need_attention: bool = True
+        self,
+        src: Tensor,
+        src_lengths: Tensor,
+        tgt_in: Tensor,
+        *,
+        need_attention: bool = True,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Teacher forcing: ``(B, T)`` target inputs -> ``(B, T, V)`` logits and ``(B, T, S)``
-        attention (``None`` allowed when ``need_attention`` is false, e.g. in training)."""
+        attention (``None`` allowed when ``need_attention`` is false, e.g. in training).
+
+        ``positions``, a ``(B, T)`` bool mask, asks for the logits of those positions only,
+        ``(N, V)`` in row-major order: training skips the output projection (and its
+        ``(B, T, V)`` gradient) on padding."""
         ...

@@ -200,18 +200,27 @@ class RNNSeq2Seq(nn.Module):
         return state.index_select(index)
 
     def forward(
-        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, need_attention: bool = True
+        self,
+        src: Tensor,
+        src_lengths: Tensor,
+        tgt_in: Tensor,
+        *,
+        need_attention: bool = True,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """``(B, T)`` target inputs -> logits ``(B, T, V)`` and attention ``(B, T, S)`` (always
-        computed: the decoder needs it anyway)."""
+        """``(B, T)`` target inputs -> logits ``(B, T, V)`` (``(N, V)`` for the ``(B, T)``
+        mask ``positions``) and attention ``(B, T, S)`` (always computed: the decoder needs it
+        anyway)."""
         state = self.encode(src, src_lengths)
         vectors, attentions = [], []
         for t in range(tgt_in.size(1)):
             vector, attention, state = self._step(tgt_in[:, t], state)
             vectors.append(vector)
             attentions.append(attention)
-        logits = self.output(torch.stack(vectors, dim=1))  # (B, T, V): one projection for all steps
-        return logits, torch.stack(attentions, dim=1)
+        hidden = torch.stack(vectors, dim=1)  # (B, T, D)
+        if positions is not None:
+            hidden = hidden[positions]  # (N, D)
+        return self.output(hidden), torch.stack(attentions, dim=1)  # one projection for all steps
 
     def attention_heads(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing: the attention as ``(B, 1, 1, T, S)`` -- one layer with one head, the

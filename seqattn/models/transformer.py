@@ -312,13 +312,22 @@ class TransformerSeq2Seq(nn.Module):
         return state.index_select(index)
 
     def forward(
-        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, need_attention: bool = True
+        self,
+        src: Tensor,
+        src_lengths: Tensor,
+        tgt_in: Tensor,
+        *,
+        need_attention: bool = True,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """``(B, T)`` target inputs -> logits ``(B, T, V)`` and attention ``(B, T, S)`` (or
-        ``None`` with ``need_attention=False``, which keeps every layer on the fused kernels)."""
+        """``(B, T)`` target inputs -> logits ``(B, T, V)`` (``(N, V)`` for the ``(B, T)`` mask
+        ``positions``) and attention ``(B, T, S)`` (or ``None`` with ``need_attention=False``,
+        which keeps every layer on the fused kernels)."""
         x, attention = self._teacher_forced(
             src, src_lengths, tgt_in, attention="alignment" if need_attention else "none"
         )
+        if positions is not None:
+            x = x[positions]  # (N, D)
         return self.output(x), attention
 
     def attention_heads(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:

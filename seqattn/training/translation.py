@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from seqattn.data.batching import pad_batch, token_batches
-from seqattn.data.tokenizer import BOS_ID, EOS_ID, Tokenizer
+from seqattn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from seqattn.decoding import beam_search, greedy_search, translate_batches
 from seqattn.metrics import corpus_bleu, corpus_chrf, exact_match
 from seqattn.training.loss import LossOutput, label_smoothed_cross_entropy
@@ -107,8 +107,9 @@ class TranslationTask:
 
     def loss(self, model: nn.Module, batch: Any) -> LossOutput:
         pairs = self._collate(batch, self.train_src, self.train_tgt)
-        logits, _ = model(pairs.src, pairs.src_lengths, pairs.tgt_in, need_attention=False)
-        return label_smoothed_cross_entropy(logits, pairs.tgt_out, smoothing=self.label_smoothing)
+        real = pairs.tgt_out.ne(PAD_ID)  # (B, T): the output projection skips padding
+        logits, _ = model(pairs.src, pairs.src_lengths, pairs.tgt_in, need_attention=False, positions=real)
+        return label_smoothed_cross_entropy(logits, pairs.tgt_out[real], smoothing=self.label_smoothing)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         nll, tokens = 0.0, 0
@@ -117,8 +118,11 @@ class TranslationTask:
         )
         for batch in plan.batches:
             pairs = self._collate(batch, self.valid_src, self.valid_tgt)
-            logits, _ = model(pairs.src, pairs.src_lengths, pairs.tgt_in, need_attention=False)
-            out = label_smoothed_cross_entropy(logits, pairs.tgt_out, smoothing=0.0)
+            real = pairs.tgt_out.ne(PAD_ID)
+            logits, _ = model(
+                pairs.src, pairs.src_lengths, pairs.tgt_in, need_attention=False, positions=real
+            )
+            out = label_smoothed_cross_entropy(logits, pairs.tgt_out[real], smoothing=0.0)
             nll += float(out.nll)
             tokens += out.tokens
         loss = nll / max(tokens, 1)

@@ -130,3 +130,18 @@ def test_grouped_steps_equal_one_source_copy_per_row() -> None:
         for (logits, attention), (ref_logits, ref_attention) in zip(grouped, reference, strict=True):
             torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(attention, ref_attention, rtol=1e-5, atol=1e-6)
+
+
+def test_positions_select_logits_of_real_target_positions() -> None:
+    """``forward(..., positions=mask)`` returns exactly the full logits at the masked positions
+    (training uses it to skip the output projection on padding)."""
+    src = torch.randint(4, 30, (3, 7))
+    lengths = torch.tensor([7, 5, 2])
+    tgt_in = torch.randint(4, 30, (3, 6))
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [True] + [False] * 5])
+    for model in _models():
+        with torch.no_grad():
+            full, _ = model(src, lengths, tgt_in, need_attention=False)
+            selected, _ = model(src, lengths, tgt_in, need_attention=False, positions=mask)
+        assert selected.shape == (int(mask.sum()), 30)
+        torch.testing.assert_close(selected, full[mask], rtol=1e-5, atol=1e-6)
