@@ -98,9 +98,16 @@ class SignalDuring(ReverseTask):
 
 @pytest.fixture
 def handlers() -> Iterator[dict[int, Any]]:
-    """The SIGINT/SIGTERM handlers before the test, checked to be in place again after it."""
+    """The SIGINT/SIGTERM handlers before the test, checked to be in place again after it.
+
+    A background job starts with SIGINT ignored, and training leaves ignored signals ignored;
+    the test runs as a foreground process would (default handlers), whatever launched pytest."""
     before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    yield before
+    if before[signal.SIGINT] is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if before[signal.SIGTERM] is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield {number: signal.getsignal(number) for number in before}
     for number, handler in before.items():
         signal.signal(number, handler)
 
