@@ -26,6 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqattn.attention import AttentionPooling, build_score, key_mask, padding_mask
 from seqattn.data.tokenizer import PAD_ID, UNK_ID
 from seqattn.errors import ConfigError
+from seqattn.models.dropout import Dropout
 from seqattn.models.transformer import EncoderLayer, sinusoidal_table
 
 __all__ = ["AttentionClassifier", "ClassifierOutput", "HierarchicalClassifier", "SequenceEncoder"]
@@ -153,7 +154,7 @@ class AttentionClassifier(nn.Module):
         )
         dim = self.encoder.output_dim
         self.pooling = _pooling(dim, score=pooling_score, queries=pooling_queries, dropout=0.0)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output = nn.Linear(pooling_queries * dim, num_classes)
 
     def encode(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -219,7 +220,7 @@ class HierarchicalClassifier(nn.Module):
         )
         dim = self.sentences.output_dim
         self.pooling = _pooling(dim, score=pooling_score, queries=pooling_queries, dropout=0.0)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output = nn.Linear(pooling_queries * dim, num_classes)
 
     def forward(self, ids: Tensor, word_lengths: Tensor, sentence_counts: Tensor) -> ClassifierOutput:

@@ -34,6 +34,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqattn.attention import PreparedKeys, Score, attend, build_score, padding_mask
 from seqattn.data.tokenizer import PAD_ID
 from seqattn.errors import ConfigError
+from seqattn.models.dropout import Dropout
 from seqattn.models.groups import regroup
 from seqattn.models.protocol import StepOutput
 
@@ -50,7 +51,7 @@ class RNNEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.lstm = nn.LSTM(
             embed_dim,
             hidden_size,
@@ -173,7 +174,7 @@ class RNNSeq2Seq(nn.Module):
             score, query_dim=decoder_size, key_dim=memory_dim, max_len=max_source_len
         )
         self.attentional = nn.Linear(memory_dim + decoder_size, decoder_size, bias=False)  # W_c [c; h]
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output = nn.Linear(decoder_size, tgt_vocab)
         if tie_embeddings:
             self.output.weight = self.tgt_embed.weight

@@ -41,6 +41,7 @@ from seqattn.attention import (
 )
 from seqattn.data.tokenizer import PAD_ID
 from seqattn.errors import ConfigError
+from seqattn.models.dropout import Dropout
 from seqattn.models.groups import regroup
 from seqattn.models.protocol import StepOutput
 
@@ -76,7 +77,7 @@ class Embedding(nn.Module):
             nn.init.normal_(self.learned.weight, std=dim**-0.5)
         elif positions == "sinusoidal":
             self.register_buffer("table", sinusoidal_table(max_len, dim), persistent=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, ids: Tensor, *, offset: int = 0) -> Tensor:
         """``(B, T)`` ids at positions ``offset ..`` -> ``(B, T, D)``."""
@@ -94,7 +95,7 @@ class Embedding(nn.Module):
 
 class FeedForward(nn.Sequential):
     def __init__(self, dim: int, hidden: int, dropout: float) -> None:
-        super().__init__(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+        super().__init__(nn.Linear(dim, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, dim))
 
 
 class EncoderLayer(nn.Module):
@@ -114,7 +115,7 @@ class EncoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(dim, heads, score=score, dropout=attn_dropout)
         self.ffn = FeedForward(dim, ffn, dropout)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
@@ -144,7 +145,7 @@ class DecoderLayer(nn.Module):
         self.cross_attn = MultiHeadAttention(dim, heads, dropout=attn_dropout)
         self.ffn = FeedForward(dim, ffn, dropout)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def forward(
