@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,14 +65,7 @@ def random_translator(translator_dir: Path, tmp_path_factory: pytest.TempPathFac
     return directory
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: steady timings beside other jobs (two threads on two busy cores
-    can be ten times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def messy_lines(count: int, *, seed: int = 0) -> list[bytes]:

@@ -5,7 +5,6 @@ from scratch."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -27,13 +26,9 @@ IDS = [f"{e}-{s}-q{q}" for e, s, q in VARIANTS]
 
 
 @pytest.fixture(autouse=True)
-def _seeded_single_thread() -> Iterator[None]:
-    """Deterministic parameters and inputs; one intra-op thread (the models are tiny)."""
+def _seeded(one_thread: None) -> None:
+    """Deterministic parameters and inputs, on one intra-op thread (the models are tiny)."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _flat(encoder: str, score: str, queries: int, *, dropout: float = 0.0) -> AttentionClassifier:

@@ -8,7 +8,6 @@ import io
 import json
 import math
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,14 +57,10 @@ WORDS = [
 
 
 @pytest.fixture(autouse=True)
-def _seeded_single_thread() -> Iterator[None]:
-    """Deterministic parameters and inputs; one intra-op thread (the models are tiny)."""
+def _seeded(one_thread: None) -> None:
+    """Deterministic parameters and inputs, on one intra-op thread (the models are tiny)."""
     torch.manual_seed(0)
     random.seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -42,13 +42,7 @@ VALIDATE_EVERY = 10
 SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: fast and steady beside other jobs (the subprocesses use one too)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the subprocesses use one thread too
 
 
 # --------------------------------------------------------------------------- helpers
