@@ -2,7 +2,8 @@
 
 A batch's cost is counted on its **padded** size: ``examples x longest sequence``, where an
 example's length is the longer of its source and target (fairseq's ``max_tokens`` rule). Sorting
-by length before cutting batches keeps padding low; shuffling the *order of batches* (and the
+by length before cutting batches keeps padding low (pairs also sort by a second key inside equal
+lengths, so that the shorter side is padded less too); shuffling the *order of batches* (and the
 tie-break inside equal lengths) from ``seed + epoch`` keeps training stochastic and reproducible.
 
 Training plans (:func:`token_batches`) contain every kept example exactly once per epoch; examples
@@ -83,6 +84,7 @@ def token_batches(
     shuffle: bool = True,
     max_len: int | None = None,
     max_sentences: int | None = None,
+    within: Sequence[int] | None = None,
 ) -> BatchPlan:
     """Plan one training epoch.
 
@@ -93,15 +95,22 @@ def token_batches(
         shuffle: shuffle the batch order (``False``: shortest batches first).
         max_len: examples longer than this are filtered (as are examples alone over the budget).
         max_sentences: optional cap on examples per batch.
+        within: optional second sort key inside equal ``lengths``. For pairs, ``len(src) -
+            len(tgt)`` (:func:`~seqattn.training.translation.pair_order`) groups pairs whose
+            shorter side has a similar length, so both sides of a batch need little padding
+            (fairseq sorts by target and then source length for the same reason).
     """
     if max_tokens <= 0:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+    if within is not None and len(within) != len(lengths):
+        raise ValueError(f"within has {len(within)} keys for {len(lengths)} lengths")
     limit = max_tokens if max_len is None else min(max_len, max_tokens)
     kept = [i for i, n in enumerate(lengths) if n <= limit]
     filtered = [i for i, n in enumerate(lengths) if n > limit]
     rng = random.Random(seed * 1_000_003 + epoch)
     tiebreak = {i: rng.random() for i in kept} if shuffle else {}
-    kept.sort(key=lambda i: (lengths[i], tiebreak.get(i, 0.0)))
+    second = within if within is not None else [0] * len(lengths)
+    kept.sort(key=lambda i: (lengths[i], second[i], tiebreak.get(i, 0.0)))
     plan = _cut(kept, lengths, max_tokens, max_sentences)
     if shuffle:
         rng.shuffle(plan.batches)

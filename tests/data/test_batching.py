@@ -121,6 +121,57 @@ def test_without_shuffle_batches_go_shortest_first(lengths: list[int], max_token
     assert plan.batches == token_batches(lengths, max_tokens=max_tokens, shuffle=False, seed=99).batches
 
 
+PAIRS = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=60)), max_size=300
+)
+
+
+@PROPERTY
+@given(pairs=PAIRS, max_tokens=BUDGET, seed=SEED, epoch=EPOCH, shuffle=st.booleans())
+def test_second_key_keeps_plan_invariants(
+    pairs: list[tuple[int, int]], max_tokens: int, seed: int, epoch: int, shuffle: bool
+) -> None:
+    """A second key changes only the order inside equal lengths: every example once, budget held,
+    and, without shuffling, batches follow (length, second key)."""
+    lengths = [max(a, b) + 1 for a, b in pairs]
+    within = [a - b for a, b in pairs]
+    plan = token_batches(
+        lengths, max_tokens=max_tokens, seed=seed, epoch=epoch, shuffle=shuffle, within=within
+    )
+    plain = token_batches(lengths, max_tokens=max_tokens, seed=seed, epoch=epoch, shuffle=shuffle)
+    kept = sorted(i for batch in plan.batches for i in batch)
+    assert kept == sorted(i for batch in plain.batches for i in batch)
+    assert plan.filtered == plain.filtered
+    assert all(_padded(batch, lengths) <= max_tokens for batch in plan.batches)
+    if not shuffle:
+        flat = [(lengths[i], within[i]) for batch in plan.batches for i in batch]
+        assert flat == sorted(flat)
+
+
+def test_second_key_lowers_padding_of_both_sides() -> None:
+    """Pairs of one length but mixed sides: ordering by ``len(src) - len(tgt)`` pads less."""
+    from seqattn.training.translation import pair_lengths, pair_order
+
+    sources = [[7] * (3 + (i * 7) % 20) for i in range(400)]
+    targets = [[7] * (3 + (i * 11) % 20) for i in range(400)]
+    lengths = pair_lengths(sources, targets)
+
+    def padded(plan: BatchPlan) -> int:
+        return sum(
+            len(batch) * (max(len(sources[i]) for i in batch) + max(len(targets[i]) for i in batch))
+            for batch in plan.batches
+        )
+
+    plain = token_batches(lengths, max_tokens=100, seed=1)
+    ordered = token_batches(lengths, max_tokens=100, seed=1, within=pair_order(sources, targets))
+    assert padded(ordered) < 0.9 * padded(plain)
+
+
+def test_second_key_must_match_lengths() -> None:
+    with pytest.raises(ValueError, match="within"):
+        token_batches([1, 2, 3], max_tokens=10, within=[0, 1])
+
+
 def test_different_epochs_give_different_orders() -> None:
     lengths = [(i * 37) % 50 + 1 for i in range(500)]
     plans = [token_batches(lengths, max_tokens=200, seed=3, epoch=epoch).batches for epoch in range(4)]
