@@ -1,7 +1,7 @@
 """A TF-IDF + logistic-regression text classifier: the baseline the attention classifiers must beat.
 
-Features: lower-cased word unigrams and bigrams (``\\w+`` tokens) seen in at least ``min_df``
-training documents, sublinear term frequency ``1 + log tf``, smoothed inverse document frequency
+Features: lower-cased word unigrams and, by default, bigrams (``\\w+`` tokens; ``ngrams=1`` keeps
+unigrams only, scikit-learn's default) seen in at least ``min_df`` training documents, sublinear term frequency ``1 + log tf``, smoothed inverse document frequency
 ``log((1 + N) / (1 + df)) + 1`` and L2-normalised rows (the usual scikit-learn settings).
 Model: multinomial logistic regression with an L2 penalty, fitted full-batch with L-BFGS on a
 sparse feature matrix in torch. The penalty strength is chosen on the validation split from a
@@ -25,8 +25,10 @@ __all__ = ["TfidfLogisticRegression", "fit_baseline"]
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def _features(text: str) -> list[str]:
+def _features(text: str, ngrams: int) -> list[str]:
     words = _WORD.findall(text.lower())
+    if ngrams == 1:
+        return words
     return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
 
 
@@ -38,12 +40,13 @@ class TfidfLogisticRegression:
     bias: Tensor  # (C,)
     labels: list[str]
     l2: float
+    ngrams: int = 2
 
     def transform(self, texts: Sequence[str]) -> Tensor:
         """``(N, V)`` sparse TF-IDF matrix."""
         rows, cols, values = [], [], []
         for row, text in enumerate(texts):
-            counts = Counter(f for f in _features(text) if f in self.vocabulary)
+            counts = Counter(f for f in _features(text, self.ngrams) if f in self.vocabulary)
             entries = [
                 (self.vocabulary[f], (1.0 + math.log(c)) * float(self.idf[self.vocabulary[f]]))
                 for f, c in counts.items()
@@ -55,7 +58,7 @@ class TfidfLogisticRegression:
                 values.append(value / norm)
         index = torch.tensor([rows, cols], dtype=torch.long)
         return torch.sparse_coo_tensor(
-            index, torch.tensor(values), (len(texts), len(self.vocabulary))
+            index, torch.tensor(values), (len(texts), len(self.vocabulary)), check_invariants=False
         ).coalesce()
 
     def predict(self, texts: Sequence[str]) -> list[str]:
@@ -90,12 +93,17 @@ def fit_baseline(
     valid_labels: Sequence[str],
     *,
     min_df: int = 2,
+    ngrams: int = 2,
     l2_grid: Sequence[float] = (0.1, 0.3, 1.0, 3.0),
 ) -> tuple[TfidfLogisticRegression, float]:
-    """Fit on train, pick the L2 strength by validation accuracy; returns (model, valid accuracy %)."""
+    """Fit on train, pick the L2 strength by validation accuracy; returns (model, valid accuracy %).
+
+    ``ngrams``: 1 (word unigrams) or 2 (unigrams and bigrams)."""
+    if ngrams not in (1, 2):
+        raise ValueError(f"ngrams must be 1 or 2, got {ngrams}")
     document_frequency: Counter[str] = Counter()
     for text in train_texts:
-        document_frequency.update(set(_features(text)))
+        document_frequency.update(set(_features(text, ngrams)))
     kept = sorted(f for f, df in document_frequency.items() if df >= min_df)
     vocabulary = {f: i for i, f in enumerate(kept)}
     n = len(train_texts)
@@ -103,11 +111,11 @@ def fit_baseline(
     labels = sorted(set(train_labels))
     y = torch.tensor([labels.index(label) for label in train_labels])
     best: tuple[float, TfidfLogisticRegression] | None = None
-    model = TfidfLogisticRegression(vocabulary, idf, torch.zeros(0), torch.zeros(0), labels, 0.0)
+    model = TfidfLogisticRegression(vocabulary, idf, torch.zeros(0), torch.zeros(0), labels, 0.0, ngrams)
     x = model.transform(train_texts)
     for l2 in l2_grid:
         weight, bias = _fit(x, y, len(labels), l2)
-        candidate = TfidfLogisticRegression(vocabulary, idf, weight, bias, labels, l2)
+        candidate = TfidfLogisticRegression(vocabulary, idf, weight, bias, labels, l2, ngrams)
         predicted = candidate.predict(valid_texts)
         accuracy = (
             100.0 * sum(p == g for p, g in zip(predicted, valid_labels, strict=True)) / len(valid_labels)

@@ -124,6 +124,8 @@ def run_recipe(
     plots = _plots(model, output_dir, data, config.task, recipe.plots)
     if recipe.gold_alignments and config.task == "translation":
         metrics |= _alignment_scores(model, data)
+    # Classifiers are reported beside TF-IDF + logistic regression on the same split.
+    baselines = _baselines(config, console) if config.task == "classification" else {}
 
     # 5. The training summary (results.json) extended with the recipe's view of the run.
     results = {
@@ -131,6 +133,7 @@ def run_recipe(
         "recipe": name,
         "task": config.task,
         "metrics": metrics,
+        **({"baselines": baselines} if baselines else {}),
         "train_seconds": trained["train_seconds"],
         "wall_seconds": round(time.perf_counter() - start, 1),
         "device": trained["device"],
@@ -139,6 +142,31 @@ def run_recipe(
     }
     atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _baselines(config: Any, console: Console) -> dict[str, dict[str, float]]:
+    """Test accuracy and macro-F1 of TF-IDF + logistic regression with word unigrams
+    (``tfidf_unigram``, scikit-learn's default features) and with unigrams and bigrams
+    (``tfidf_bigram``), each with its penalty chosen on the validation split."""
+    from seqattn.baselines import fit_baseline
+    from seqattn.data.corpora import load_corpus
+    from seqattn.metrics.classification import classification_report
+
+    section = config.data
+    if section.test is None:
+        return {}
+    train, valid, test = (
+        load_corpus(spec, task="classification") for spec in (section.train, section.valid, section.test)
+    )
+    scores: dict[str, dict[str, float]] = {}
+    for name, ngrams in (("tfidf_unigram", 1), ("tfidf_bigram", 2)):
+        with console.status(f"fitting the {name} baseline..."):
+            model, _ = fit_baseline(
+                train["text"], train["label"], valid["text"], valid["label"], ngrams=ngrams
+            )
+            report = classification_report(model.predict(test["text"]), test["label"])
+        scores[name] = {"accuracy": round(report.accuracy, 2), "macro_f1": round(report.macro_f1, 2)}
+    return scores
 
 
 def _point_at(config: Any, data: Path) -> Any:

@@ -53,3 +53,40 @@ def test_dates_recipe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert 0.0 <= results["metrics"]["aer"] <= 100.0 and results["metrics"]["aer_pairs"] == 1000
     assert len(results["plots"]) == 3 and all(Path(p).is_file() for p in results["plots"])
     assert "dates-transformer" in result.stdout  # the comparison table
+
+
+def test_classification_recipe_reports_tfidf_baselines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sentiment recipe (tiny model, few steps) writes both TF-IDF + LR baselines beside its
+    own test scores, fitted on the same split, and shows them in the comparison table."""
+    monkeypatch.setenv("SEQATTN_CACHE", str(tmp_path / "cache"))
+    tiny = [
+        "model.embed_dim=16",
+        "model.hidden_size=16",
+        "tokenizer.vocab_size=500",
+        "train.max_steps=4",
+        "train.validate_every=4",
+    ]
+    args = [
+        "recipe",
+        "run",
+        "sentiment-attnpool",
+        "-o",
+        str(tmp_path / "runs"),
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
+    result = CliRunner().invoke(main, args + [item for kv in tiny for item in ("--set", kv)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "runs" / "sentiment-attnpool" / "results.json").read_text())
+    assert results["task"] == "classification" and "accuracy" in results["metrics"]
+    baselines = results["baselines"]
+    assert set(baselines) == {"tfidf_unigram", "tfidf_bigram"}
+    for scores in baselines.values():
+        # Movie-review sentences: word features alone are far above chance (50%).
+        assert 70.0 < scores["accuracy"] < 90.0 and 0.0 < scores["macro_f1"] <= 100.0
+    assert "TF-IDF+LR" in result.stdout
+    assert (
+        f"{baselines['tfidf_unigram']['accuracy']} / {baselines['tfidf_bigram']['accuracy']}" in result.stdout
+    )

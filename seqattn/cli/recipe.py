@@ -79,16 +79,23 @@ def run(
         rows.append(results)
     table = Table(title="recipes: test results")
     table.add_column("recipe", no_wrap=True)
-    for column in ("metric", "test", "AER %", "train s"):
+    for column in ("metric", "test", "AER %", "TF-IDF+LR uni / bi", "train s"):
         table.add_column(column, justify="right")
     for results in rows:
         headline = RECIPES[results["recipe"]].metric
         metrics = results["metrics"]
+        baselines = results.get("baselines", {})
+        baseline = " / ".join(
+            str(baselines[name].get(headline, "-"))
+            for name in ("tfidf_unigram", "tfidf_bigram")
+            if name in baselines
+        )
         table.add_row(
             results["recipe"],
             headline,
             str(metrics.get(headline, "-")),
             str(metrics.get("aer", "-")),
+            baseline or "-",
             f"{results['train_seconds']:.0f}",
         )
     Console().print(table)
