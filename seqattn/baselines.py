@@ -1,7 +1,8 @@
 """A TF-IDF + logistic-regression text classifier: the baseline the attention classifiers must beat.
 
 Features: lower-cased word unigrams and, by default, bigrams (``\\w+`` tokens; ``ngrams=1`` keeps
-unigrams only, scikit-learn's default) seen in at least ``min_df`` training documents, sublinear term frequency ``1 + log tf``, smoothed inverse document frequency
+unigrams only, scikit-learn's default) seen in at least ``min_df`` training documents, sublinear
+term frequency ``1 + log tf``, smoothed inverse document frequency
 ``log((1 + N) / (1 + df)) + 1`` and L2-normalised rows (the usual scikit-learn settings).
 Model: multinomial logistic regression with an L2 penalty, fitted full-batch with L-BFGS on a
 sparse feature matrix in torch. The penalty strength is chosen on the validation split from a

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from seqattn.cli import main
 from seqattn.recipes import RECIPES, recipes_dir
@@ -23,6 +24,15 @@ def test_recipe_list() -> None:
     assert all(name in result.stdout for name in RECIPES)
 
 
+def _run_tiny(tmp_path: Path, name: str, overrides: list[str]) -> tuple[Result, dict[str, Any]]:
+    """``seqattn recipe run NAME`` into ``tmp_path`` with ``--set`` overrides; returns the CLI
+    result and the recipe's ``results.json``."""
+    args = ["recipe", "run", name, "-o", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")]
+    result = CliRunner().invoke(main, args + [item for kv in overrides for item in ("--set", kv)])
+    assert result.exit_code == 0, result.output
+    return result, json.loads((tmp_path / "runs" / name / "results.json").read_text())
+
+
 def test_dates_recipe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEQATTN_CACHE", str(tmp_path / "cache"))
     tiny = [
@@ -34,18 +44,7 @@ def test_dates_recipe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "train.validate_every=6",
         "train.max_tokens=2048",
     ]
-    args = [
-        "recipe",
-        "run",
-        "dates-transformer",
-        "-o",
-        str(tmp_path / "runs"),
-        "--data-dir",
-        str(tmp_path / "data"),
-    ]
-    result = CliRunner().invoke(main, args + [item for kv in tiny for item in ("--set", kv)])
-    assert result.exit_code == 0, result.output
-    results = json.loads((tmp_path / "runs" / "dates-transformer" / "results.json").read_text())
+    result, results = _run_tiny(tmp_path, "dates-transformer", tiny)
     assert results["recipe"] == "dates-transformer" and results["task"] == "translation"
     assert {"recipe", "task", "metrics", "train_seconds", "device", "model_dir", "plots"} <= set(results)
     assert results["training"]["steps"] > 0  # the training summary is kept alongside
@@ -68,18 +67,7 @@ def test_classification_recipe_reports_tfidf_baselines(
         "train.max_steps=4",
         "train.validate_every=4",
     ]
-    args = [
-        "recipe",
-        "run",
-        "sentiment-attnpool",
-        "-o",
-        str(tmp_path / "runs"),
-        "--data-dir",
-        str(tmp_path / "data"),
-    ]
-    result = CliRunner().invoke(main, args + [item for kv in tiny for item in ("--set", kv)])
-    assert result.exit_code == 0, result.output
-    results = json.loads((tmp_path / "runs" / "sentiment-attnpool" / "results.json").read_text())
+    result, results = _run_tiny(tmp_path, "sentiment-attnpool", tiny)
     assert results["task"] == "classification" and "accuracy" in results["metrics"]
     baselines = results["baselines"]
     assert set(baselines) == {"tfidf_unigram", "tfidf_bigram"}
