@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from seqattn.config import ExperimentConfig, from_dict, load_config, to_dict
+from seqattn.errors import ConfigError
 from seqattn.models.build import build_classifier, build_seq2seq
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -29,3 +30,10 @@ def test_config_loads_and_builds(path: Path) -> None:
     assert sum(p.numel() for p in model.parameters()) > 0
     # Saving and reading back gives the same config.
     assert from_dict(ExperimentConfig, to_dict(config)) == config
+
+
+def test_adversarial_training_is_refused_for_translation() -> None:
+    path = RECIPES / "multi30k" / "transformer.yaml"
+    with pytest.raises(ConfigError, match=r"transformer.yaml: train\.adversarial: .*classification only"):
+        load_config(path, overrides=["train.adversarial=1.0"])
+    assert load_config(RECIPES / "sentiment" / "bilstm-attnpool.yaml", overrides=["train.adversarial=1.0"])

@@ -42,6 +42,10 @@ class ClassifierOutput:
     """``(B, Q, T)`` token weights (flat) or ``(B, S, Q, T)`` word weights (hierarchical)."""
     sentence_weights: Tensor | None = None
     """``(B, Q, S)`` sentence weights (hierarchical only)."""
+    embedded: Tensor | None = None
+    """The token embeddings the encoder read (after word dropout, before dropout): ``(B, T, E)``
+    (flat) or ``(N, T, E)`` for the ``N`` real sentences (hierarchical). Adversarial training
+    differentiates the loss with respect to them and runs again on a perturbed copy."""
 
 
 class SequenceEncoder(nn.Module):
@@ -157,19 +161,31 @@ class AttentionClassifier(nn.Module):
         self.dropout = Dropout(dropout)
         self.output = nn.Linear(pooling_queries * dim, num_classes)
 
-    def encode(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, T)`` ids -> pooled ``(B, Q*D)`` and weights ``(B, Q, T)``."""
-        lengths = lengths.clamp(min=1)  # an empty text attends to its single pad position
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        """``(B, T)`` ids -> ``(B, T, E)`` embeddings, with word dropout in training."""
         if self.training and self.word_dropout > 0:
             dropped = torch.rand(ids.shape, device=ids.device) < self.word_dropout
             ids = ids.masked_fill(dropped & ids.ne(PAD_ID), UNK_ID)
-        states = self.dropout(self.encoder(self.dropout(self.embed(ids)), lengths))  # (B, T, D)
-        pooled, weights = self.pooling(states, mask=padding_mask(lengths, max_len=ids.size(1)))  # (B, Q, D)
-        return pooled.flatten(1), weights
+        return self.embed(ids)
 
-    def forward(self, ids: Tensor, lengths: Tensor) -> ClassifierOutput:
-        pooled, weights = self.encode(ids, lengths)
-        return ClassifierOutput(self.output(self.dropout(pooled)), weights)
+    def encode(
+        self, ids: Tensor, lengths: Tensor, *, embedded: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(B, T)`` ids -> pooled ``(B, Q*D)``, weights ``(B, Q, T)`` and the embeddings used.
+
+        ``embedded`` (``(B, T, E)``) replaces the embedding lookup (a perturbed copy of an earlier
+        call's embeddings, for adversarial training).
+        """
+        lengths = lengths.clamp(min=1)  # an empty text attends to its single pad position
+        if embedded is None:
+            embedded = self.embed_tokens(ids)
+        states = self.dropout(self.encoder(self.dropout(embedded), lengths))  # (B, T, D)
+        pooled, weights = self.pooling(states, mask=padding_mask(lengths, max_len=ids.size(1)))  # (B, Q, D)
+        return pooled.flatten(1), weights, embedded
+
+    def forward(self, ids: Tensor, lengths: Tensor, *, embedded: Tensor | None = None) -> ClassifierOutput:
+        pooled, weights, embedded = self.encode(ids, lengths, embedded=embedded)
+        return ClassifierOutput(self.output(self.dropout(pooled)), weights, embedded=embedded)
 
 
 class HierarchicalClassifier(nn.Module):
@@ -223,13 +239,23 @@ class HierarchicalClassifier(nn.Module):
         self.dropout = Dropout(dropout)
         self.output = nn.Linear(pooling_queries * dim, num_classes)
 
-    def forward(self, ids: Tensor, word_lengths: Tensor, sentence_counts: Tensor) -> ClassifierOutput:
+    def forward(
+        self,
+        ids: Tensor,
+        word_lengths: Tensor,
+        sentence_counts: Tensor,
+        *,
+        embedded: Tensor | None = None,
+    ) -> ClassifierOutput:
         """``ids`` ``(B, S, T)``, ``word_lengths`` ``(B, S)`` (0 for missing sentences),
-        ``sentence_counts`` ``(B,)``."""
+        ``sentence_counts`` ``(B,)``; ``embedded`` ``(N, T, E)`` replaces the embeddings of the
+        ``N`` real sentences (see :attr:`ClassifierOutput.embedded`)."""
         b, s, t = ids.shape
         present = padding_mask(sentence_counts.clamp(min=1), max_len=s)  # (B, S)
         flat_ids = ids[present]  # (N, T): only real sentences are encoded
-        vectors, word_weights = self.words.encode(flat_ids, word_lengths[present])  # (N, D), (N, 1, T)
+        vectors, word_weights, embedded = self.words.encode(
+            flat_ids, word_lengths[present], embedded=embedded
+        )  # (N, D), (N, 1, T), (N, T, E)
         sentences = vectors.new_zeros(b, s, vectors.size(-1))
         sentences[present] = vectors
         weights = word_weights.new_zeros(b, s, 1, t)
@@ -238,4 +264,4 @@ class HierarchicalClassifier(nn.Module):
         states = self.dropout(self.sentences(sentences, counts))  # (B, S, D)
         pooled, sentence_weights = self.pooling(states, mask=present)  # (B, Q, D), (B, Q, S)
         logits = self.output(self.dropout(pooled.flatten(1)))
-        return ClassifierOutput(logits, weights, sentence_weights)
+        return ClassifierOutput(logits, weights, sentence_weights, embedded)

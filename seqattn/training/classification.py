@@ -96,6 +96,7 @@ class ClassificationTask:
         max_tokens: int,
         seed: int,
         label_smoothing: float,
+        adversarial: float = 0.0,
         device: torch.device | str = "cpu",
     ) -> None:
         self.encoder = encoder
@@ -104,6 +105,7 @@ class ClassificationTask:
         self.valid_items, self.valid_labels = valid_items, valid_labels
         self.max_tokens, self.seed = max_tokens, seed
         self.label_smoothing = label_smoothing
+        self.adversarial = adversarial
         self.device = torch.device(device)
         self.lengths = [encoder.length(item) for item in train_items]
         first = token_batches(self.lengths, max_tokens=max_tokens, seed=seed, epoch=0)
@@ -113,16 +115,31 @@ class ClassificationTask:
     def plan(self, epoch: int) -> list[list[int]]:
         return token_batches(self.lengths, max_tokens=self.max_tokens, seed=self.seed, epoch=epoch).batches
 
-    def _forward(self, model: nn.Module, items: list[Encoded]):
-        tensors = [t.to(self.device) for t in self.encoder.collate(items)]
-        return model(*tensors)
-
     def loss(self, model: nn.Module, batch: Any) -> LossOutput:
-        out = self._forward(model, [self.train_items[i] for i in batch])
+        """Cross-entropy of a batch; with ``adversarial`` > 0, plus the adversarial loss.
+
+        Adversarial training (Miyato et al. 2017, after Goodfellow et al. 2015): the gradient
+        ``g`` of the loss with respect to each text's embeddings gives the perturbation
+        ``r = eps * g / ||g||`` (L2 norm over the text's tokens and dimensions) that increases the
+        loss most to first order; the model also learns to classify ``embeddings + r``. The
+        reported nll is the clean one.
+        """
+        tensors = [t.to(self.device) for t in self.encoder.collate([self.train_items[i] for i in batch])]
         target = torch.tensor([self.train_labels[i] for i in batch], device=self.device)
-        return label_smoothed_cross_entropy(
-            out.logits, target, smoothing=self.label_smoothing, ignore_index=-100
-        )
+
+        def criterion(logits: Tensor) -> LossOutput:
+            return label_smoothed_cross_entropy(
+                logits, target, smoothing=self.label_smoothing, ignore_index=-100
+            )
+
+        out = model(*tensors)
+        clean = criterion(out.logits)
+        if not self.adversarial:
+            return clean
+        (gradient,) = torch.autograd.grad(clean.loss, out.embedded, retain_graph=True)
+        perturbed = out.embedded + self.adversarial * _unit_per_text(gradient.detach())
+        adversarial = criterion(model(*tensors, embedded=perturbed).logits)
+        return LossOutput(loss=clean.loss + adversarial.loss, nll=clean.nll, tokens=clean.tokens)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         probabilities = self.probabilities(model, self.valid_items)
@@ -152,6 +169,16 @@ class ClassificationTask:
             max_tokens=self.max_tokens,
             device=self.device,
         )
+
+
+def _unit_per_text(gradient: Tensor) -> Tensor:
+    """Scale each text's slice of ``(B, T, E)`` (or ``(N, T, E)``) to unit L2 norm.
+
+    Hierarchical: the ``N`` rows are sentences; normalising per sentence gives every sentence the
+    same budget, which is what a per-sentence encoder sees.
+    """
+    norm = gradient.flatten(1).norm(dim=1).clamp(min=1e-12)
+    return torch.nan_to_num(gradient / norm.view(-1, *([1] * (gradient.dim() - 1))))
 
 
 def predict(

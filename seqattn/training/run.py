@@ -325,6 +325,7 @@ def train_classifier(
         max_tokens=config.train.max_tokens,
         seed=config.train.seed,
         label_smoothing=config.train.label_smoothing,
+        adversarial=config.train.adversarial,
         device=torch_device,
     )
     parameters = sum(p.numel() for p in model.parameters())

@@ -88,6 +88,7 @@ def _task(
     classes: int = 3,
     max_tokens: int = 64,
     valid: tuple[list, list[int]] | None = None,
+    adversarial: float = 0.0,
 ) -> ClassificationTask:
     valid_items, valid_labels = valid if valid is not None else (items, labels)
     return ClassificationTask(
@@ -100,6 +101,7 @@ def _task(
         max_tokens=max_tokens,
         seed=3,
         label_smoothing=0.0,
+        adversarial=adversarial,
     )
 
 
@@ -237,6 +239,83 @@ def test_loss_is_the_summed_cross_entropy_of_the_batch() -> None:
     assert out.tokens == 3
     torch.testing.assert_close(out.loss, expected)
     torch.testing.assert_close(out.nll, expected.detach())
+
+
+def _documents(count: int, seed: int = 0) -> list[list[list[int]]]:
+    generator = random.Random(seed)
+    return [
+        [
+            _items([generator.randint(1, 6)], seed=seed * 100 + d * 10 + s)[0]
+            for s in range(generator.randint(1, 4))
+        ]
+        for d in range(count)
+    ]
+
+
+def _hierarchical_model() -> HierarchicalClassifier:
+    return HierarchicalClassifier(VOCAB, 3, embed_dim=8, hidden_size=6, dropout=0.3).eval()
+
+
+@pytest.mark.parametrize("hierarchical", [False, True], ids=["flat", "hierarchical"])
+def test_adversarial_loss_adds_the_loss_at_the_normalised_gradient(hierarchical: bool) -> None:
+    """Clean loss + loss at ``embeddings + eps * g / ||g||`` per text (sentence, hierarchical)."""
+    items = _documents(5) if hierarchical else _items([3, 5, 2, 7, 4])
+    labels = [0, 2, 1, 2, 0]
+    encoder = DocumentEncoder(None, hierarchical=hierarchical)  # type: ignore[arg-type]
+    task = _task(encoder, items, labels, adversarial=0.7)
+    model = _hierarchical_model() if hierarchical else _flat_model()
+    batch = [3, 0, 4, 1]
+    out = task.loss(model, batch)
+
+    tensors = encoder.collate([items[i] for i in batch])
+    target = torch.tensor([labels[i] for i in batch])
+    clean = model(*tensors)
+    embedded = clean.embedded.detach().requires_grad_()
+    clean_loss = F.cross_entropy(model(*tensors, embedded=embedded).logits, target, reduction="sum")
+    (gradient,) = torch.autograd.grad(clean_loss, embedded)
+    rows = embedded.size(0)
+    assert rows == (sum(len(items[i]) for i in batch) if hierarchical else len(batch))
+    direction = torch.stack([g / g.norm() for g in gradient])
+    perturbed = F.cross_entropy(
+        model(*tensors, embedded=embedded + 0.7 * direction).logits, target, reduction="sum"
+    )
+    assert out.tokens == len(batch)
+    torch.testing.assert_close(out.nll, clean_loss.detach())
+    torch.testing.assert_close(out.loss, clean_loss + perturbed)
+    assert perturbed > clean_loss  # the perturbation points uphill
+
+
+def test_adversarial_direction_raises_the_loss_more_than_random_ones() -> None:
+    items = _items([6, 4, 7, 5, 3, 6, 5, 4])
+    labels = [0, 1, 2, 0, 1, 2, 0, 1]
+    encoder = DocumentEncoder(None, hierarchical=False)  # type: ignore[arg-type]
+    model = _flat_model()
+    batch = list(range(8))
+    clean = _task(encoder, items, labels).loss(model, batch).loss
+    adversarial = _task(encoder, items, labels, adversarial=0.5).loss(model, batch).loss - clean
+
+    tensors = encoder.collate(items)
+    embedded = model(*tensors).embedded.detach()
+    target = torch.tensor(labels)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        noise = torch.randn(embedded.shape, generator=generator)
+        noise = 0.5 * noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1)
+        random_loss = F.cross_entropy(
+            model(*tensors, embedded=embedded + noise).logits, target, reduction="sum"
+        )
+        assert adversarial > random_loss
+
+
+@pytest.mark.parametrize("hierarchical", [False, True], ids=["flat", "hierarchical"])
+def test_adversarial_training_backpropagates_into_the_embeddings(hierarchical: bool) -> None:
+    items = _documents(4, seed=2) if hierarchical else _items([3, 5, 2, 7], seed=2)
+    encoder = DocumentEncoder(None, hierarchical=hierarchical)  # type: ignore[arg-type]
+    model = (_hierarchical_model() if hierarchical else _flat_model()).train()
+    _task(encoder, items, [0, 1, 2, 0], adversarial=1.0).loss(model, [0, 1, 2, 3]).loss.backward()
+    embed = model.words.embed if hierarchical else model.embed
+    assert embed.weight.grad is not None and embed.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
 # -- validation and prediction -------------------------------------------------------------------
@@ -510,8 +589,9 @@ def test_cli_trains_a_classifier(experiment: dict, tmp_path: Path) -> None:
     [
         (lambda c: c["model"].update(pooling="mean"), "model.pooling: unknown key"),
         (lambda c: c["train"].update(metric="bleu"), "train.metric: 'bleu' is not a classification metric"),
+        (lambda c: c["train"].update(adversarial=-1.0), "train.adversarial: must be >= 0"),
     ],
-    ids=["unknown-key", "translation-metric"],
+    ids=["unknown-key", "translation-metric", "negative-adversarial"],
 )
 def test_cli_rejects_a_bad_classifier_config(experiment: dict, tmp_path: Path, change, message: str) -> None:
     change(experiment)
