@@ -125,7 +125,7 @@ def run_recipe(
     if recipe.gold_alignments and config.task == "translation":
         metrics |= _alignment_scores(model, data)
     # Classifiers are reported beside TF-IDF + logistic regression on the same split.
-    baselines = _baselines(config, console) if config.task == "classification" else {}
+    baselines = _baselines(config, model, console) if config.task == "classification" else {}
 
     # 5. The training summary (results.json) extended with the recipe's view of the run.
     results = {
@@ -144,13 +144,16 @@ def run_recipe(
     return results
 
 
-def _baselines(config: Any, console: Console) -> dict[str, dict[str, float]]:
+def _baselines(config: Any, model: Any, console: Console) -> dict[str, dict[str, float]]:
     """Test accuracy and macro-F1 of TF-IDF + logistic regression with word unigrams
     (``tfidf_unigram``, scikit-learn's default features) and with unigrams and bigrams
-    (``tfidf_bigram``), each with its penalty chosen on the validation split."""
+    (``tfidf_bigram``), each with its penalty chosen on the validation split, and McNemar's
+    exact test of the trained ``model`` against each on the same test examples: ``model_only``
+    and ``baseline_only`` count the examples only one of them gets right, ``p_value`` says how
+    likely a split at least that uneven is if both were equally accurate."""
     from seqattn.baselines import fit_baseline
     from seqattn.data.corpora import load_corpus
-    from seqattn.metrics.classification import classification_report
+    from seqattn.metrics import classification_report, mcnemar
 
     section = config.data
     if section.test is None:
@@ -158,14 +161,26 @@ def _baselines(config: Any, console: Console) -> dict[str, dict[str, float]]:
     train, valid, test = (
         load_corpus(spec, task="classification") for spec in (section.train, section.valid, section.test)
     )
+    gold = list(test["label"])
+    model_correct = [
+        label == g for (label, _), g in zip(model.predict(list(test["text"])), gold, strict=True)
+    ]
     scores: dict[str, dict[str, float]] = {}
     for name, ngrams in (("tfidf_unigram", 1), ("tfidf_bigram", 2)):
         with console.status(f"fitting the {name} baseline..."):
-            model, _ = fit_baseline(
+            baseline, _ = fit_baseline(
                 train["text"], train["label"], valid["text"], valid["label"], ngrams=ngrams
             )
-            report = classification_report(model.predict(test["text"]), test["label"])
-        scores[name] = {"accuracy": round(report.accuracy, 2), "macro_f1": round(report.macro_f1, 2)}
+            predicted = baseline.predict(test["text"])
+        report = classification_report(predicted, gold)
+        paired = mcnemar(model_correct, [p == g for p, g in zip(predicted, gold, strict=True)])
+        scores[name] = {
+            "accuracy": round(report.accuracy, 2),
+            "macro_f1": round(report.macro_f1, 2),
+            "model_only": paired.first_only,
+            "baseline_only": paired.second_only,
+            "p_value": round(paired.p_value, 4),
+        }
     return scores
 
 

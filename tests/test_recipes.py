@@ -58,7 +58,8 @@ def test_classification_recipe_reports_tfidf_baselines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The sentiment recipe (tiny model, few steps) writes both TF-IDF + LR baselines beside its
-    own test scores, fitted on the same split, and shows them in the comparison table."""
+    own test scores, fitted on the same split, with a paired test of the model against each, and
+    shows them in the comparison table."""
     monkeypatch.setenv("SEQATTN_CACHE", str(tmp_path / "cache"))
     tiny = [
         "model.embed_dim=16",
@@ -74,7 +75,13 @@ def test_classification_recipe_reports_tfidf_baselines(
     for scores in baselines.values():
         # Movie-review sentences: word features alone are far above chance (50%).
         assert 70.0 < scores["accuracy"] < 90.0 and 0.0 < scores["macro_f1"] <= 100.0
-    assert "TF-IDF+LR" in result.stdout
+        # The paired test counts the same test examples: the accuracies differ by exactly the
+        # examples only one of the two gets right.
+        examples = results["metrics"]["examples"]
+        difference = 100.0 * (scores["model_only"] - scores["baseline_only"]) / examples
+        assert difference == pytest.approx(results["metrics"]["accuracy"] - scores["accuracy"], abs=0.011)
+        assert 0.0 <= scores["p_value"] <= 1.0
+    assert "TF-IDF+LR" in result.stdout and "McNemar" in result.stdout
     assert (
         f"{baselines['tfidf_unigram']['accuracy']} / {baselines['tfidf_bigram']['accuracy']}" in result.stdout
     )

@@ -99,4 +99,29 @@ def run(
             f"{results['train_seconds']:.0f}",
         )
     Console().print(table)
+    paired = _paired_table(rows)
+    if paired is not None:
+        Console().print(paired)
     console.print(f"results: {output_dir}/NAME/results.json and plots")
+
+
+def _paired_table(rows: list[dict]) -> Table | None:
+    """Each classifier against each TF-IDF + LR baseline on the same test examples."""
+    table = Table(title="the classifiers against TF-IDF + LR on the same test examples")
+    table.add_column("recipe", no_wrap=True)
+    table.add_column("TF-IDF + LR", no_wrap=True)
+    for column in ("its test", "only model right", "only baseline right", "McNemar p"):
+        table.add_column(column, justify="right")
+    features = {"tfidf_unigram": "unigrams", "tfidf_bigram": "uni+bigrams"}
+    for results in rows:
+        for name, scores in results.get("baselines", {}).items():
+            if "p_value" in scores:
+                table.add_row(
+                    results["recipe"],
+                    features.get(name, name),
+                    str(scores["accuracy"]),
+                    str(scores["model_only"]),
+                    str(scores["baseline_only"]),
+                    f"{scores['p_value']:.2g}",
+                )
+    return table if table.row_count else None

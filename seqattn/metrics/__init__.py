@@ -1,4 +1,5 @@
-"""Evaluation metrics: BLEU/chrF/exact match, classification scores, word alignment and AER."""
+"""Evaluation metrics: BLEU/chrF/exact match, classification scores, word alignment and AER,
+paired significance (McNemar)."""
 
 from seqattn.metrics.alignment import (
     AERResult,
@@ -13,6 +14,7 @@ from seqattn.metrics.alignment import (
     token_offsets,
 )
 from seqattn.metrics.classification import ClassificationReport, ClassScores, classification_report
+from seqattn.metrics.significance import PairedTest, mcnemar
 from seqattn.metrics.translation import Score, corpus_bleu, corpus_chrf, exact_match
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "ClassScores",
     "ClassificationReport",
     "Link",
+    "PairedTest",
     "Score",
     "aer",
     "char_spans_to_token_links",
@@ -29,6 +32,7 @@ __all__ = [
     "exact_match",
     "format_links",
     "hard_alignment",
+    "mcnemar",
     "merge_subwords",
     "parse_links",
     "read_alignment_file",
