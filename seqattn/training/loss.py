@@ -116,13 +116,14 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         log_probs = F.log_softmax(logits, dim=-1)  # (N, V)
         nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N,)
         nll_sum = nll.sum()
-        loss = nll_sum.clone()
         if smoothing > 0.0:
             everything = -log_probs.sum(dim=-1)  # (N,) Σ_v -log p(v)
             if pad is not None:
                 everything = everything + log_probs[:, pad]  # (N,) without the pad class
             others = everything - nll  # (N,) Σ_{v ∉ {y, pad}} -log p(v)
             loss = (1.0 - smoothing) * nll_sum + (smoothing / spread) * others.sum()
+        else:
+            loss = nll_sum.clone()  # a Function's two outputs cannot be one tensor
         ctx.save_for_backward(log_probs, target)
         ctx.smoothing, ctx.spread, ctx.pad = smoothing, spread, pad
         ctx.mark_non_differentiable(nll_sum)
