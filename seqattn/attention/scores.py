@@ -56,6 +56,19 @@ class Score(nn.Module):
         raise NotImplementedError
 
 
+def _dot(query: Tensor, keys: Tensor) -> Tensor:
+    """``(..., Tq, D) @ (..., Tk, D)^T -> (..., Tq, Tk)``.
+
+    For one query in reduced precision the product is taken as ``(keys @ query^T)^T``: a
+    decoder's key cache is a slice of a larger buffer, and the CPU's bf16 batched matmul copies
+    a transposed strided operand whole (160 x 4 heads over 200 cached keys: 1.96 ms against
+    0.73 ms the other way round). Same values; fp32 keeps the direct form, which is faster there.
+    """
+    if query.size(-2) == 1 and query.dtype in (torch.bfloat16, torch.float16):
+        return (keys @ query.transpose(-2, -1)).transpose(-2, -1)
+    return query @ keys.transpose(-2, -1)
+
+
 class Dot(Score):
     """Luong's dot score ``q . k`` (query and key of the same size)."""
 
@@ -63,7 +76,7 @@ class Dot(Score):
         return 1.0
 
     def forward(self, query: Tensor, prepared: Tensor) -> Tensor:
-        return query @ prepared.transpose(-2, -1)  # (..., Tq, Tk)
+        return _dot(query, prepared)  # (..., Tq, Tk)
 
 
 class ScaledDot(Score):
@@ -73,7 +86,7 @@ class ScaledDot(Score):
         return 1.0 / math.sqrt(query_dim)
 
     def forward(self, query: Tensor, prepared: Tensor) -> Tensor:
-        return (query @ prepared.transpose(-2, -1)) * self.dot_scale(query.size(-1))
+        return _dot(query, prepared) * self.dot_scale(query.size(-1))
 
 
 class General(Score):
@@ -90,7 +103,7 @@ class General(Score):
         return 1.0
 
     def forward(self, query: Tensor, prepared: Tensor) -> Tensor:
-        return query @ prepared.transpose(-2, -1)  # (..., Tq, Tk)
+        return _dot(query, prepared)  # (..., Tq, Tk)
 
 
 def _additive(query_part: Tensor, doubled_keys: Tensor, v: Tensor) -> Tensor:

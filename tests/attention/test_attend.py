@@ -90,6 +90,25 @@ def test_fused_kernel_used_only_for_dot_scores_without_weights(
     assert spy.calls == (1 if name in DOT_LIKE else 0)
 
 
+@pytest.mark.parametrize("tq", [1, 4])
+def test_bf16_on_cpu_takes_the_explicit_path_with_the_same_result(
+    tq: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPU bf16 skips the fused kernel (slower there) and agrees with fp32 to bf16 precision."""
+    spy = _SdpaSpy(core.F.scaled_dot_product_attention)
+    monkeypatch.setattr(core.F, "scaled_dot_product_attention", spy)
+    score = ScaledDot()
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 2, tq, D, generator=generator)
+    k, v = torch.randn(3, 2, 9, D, generator=generator), torch.randn(3, 2, 9, D, generator=generator)
+    mask = key_mask(padding_mask(torch.tensor([9, 4, 1]), max_len=9))
+    expected, _ = attend(q, k, v, score=score, mask=mask)
+    assert spy.calls == 1
+    got, _ = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), score=score, mask=mask)
+    assert spy.calls == 1 and got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected, rtol=0, atol=3e-2)
+
+
 @pytest.mark.parametrize("name", SCORE_NAMES)
 @pytest.mark.parametrize("need_weights", [False, True])
 def test_causal_offset_equals_explicit_causal_mask(name: str, need_weights: bool) -> None:

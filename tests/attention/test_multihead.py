@@ -324,3 +324,32 @@ def test_gradients_reach_all_parameters(need_weights: bool) -> None:
     assert x.grad is not None and torch.isfinite(x.grad).all()
     for name, p in mha.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_cache_reordered_every_step_like_beam_search() -> None:
+    """Reorder after every step, with repeats and a shrinking batch: each row's outputs equal
+    full causal attention over the input row it has followed; the cache is packed after each
+    append that follows a reorder, and steady-state steps reuse the same memory."""
+    mha = make_mha()
+    generator = torch.Generator().manual_seed(3)
+    steps, rows = 15, 6
+    x = torch.randn(rows, steps, D, generator=generator)
+    followed = torch.arange(rows)  # (R,) the input row each cache row has followed
+    cache = KVCache()
+    pointers: set[int] = set()
+    with torch.no_grad():
+        for t in range(steps):
+            out, _ = mha(x[followed, t : t + 1], cache=cache, causal=True)
+            full, _ = _full_causal(mha, x[followed, : t + 1])
+            torch.testing.assert_close(out, full[:, -1:], rtol=0, atol=1e-5)
+            keys = cache._keys
+            assert keys is not None and cache.length == t + 1
+            if t > 0:
+                assert keys.size(2) == cache.length and keys.is_contiguous()
+            if t >= 4:
+                pointers.add(keys.data_ptr())
+            keep = max(2, rows - t // 3)  # the batch shrinks as sentences finish
+            index = torch.randint(0, followed.numel(), (keep,), generator=generator)
+            cache.reorder(index)
+            followed = followed[index]
+    assert len(pointers) <= 3  # two arenas alternate (a third at most when one grows)

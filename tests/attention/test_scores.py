@@ -181,3 +181,18 @@ def test_score_gradcheck(name: str) -> None:
         return functional_call(module, dict(zip(names, flat, strict=True)), (q, k))
 
     assert torch.autograd.gradcheck(fn, (query, keys, *params))
+
+
+@pytest.mark.parametrize("name", ["dot", "scaled_dot", "general"])
+@pytest.mark.parametrize("queries", [1, 3])
+def test_dot_scores_in_bf16_match_float64(name: str, queries: int) -> None:
+    """One bf16 query is scored as ``(keys @ q^T)^T`` over a strided key cache; same values."""
+    score = make_score(name, 16).to(torch.bfloat16)
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(4, 2, queries, 16, generator=generator).to(torch.bfloat16)
+    buffer = torch.randn(4, 2, 20, 16, generator=generator).to(torch.bfloat16)
+    keys = buffer[:, :, :13]  # a cache slice: not packed
+    got = score(query, score.prepare_keys(keys))
+    expected = score.double()(query.double(), score.prepare_keys(keys.double()))
+    assert got.shape == (4, 2, queries, 13) and got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.double(), expected, rtol=2e-2, atol=2e-2)
