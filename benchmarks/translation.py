@@ -98,6 +98,13 @@ Trainer's ``bf16`` setting; decoding then runs under the same autocast), timed w
 ``torch.cuda.synchronize`` around the window and every step; the bf16 row's MFU uses the bf16
 matmul peak. GPU memory peaks are recorded too.
 
+**bf16 on CPU** (``--cpu-bf16 auto|on|off``): on a CPU with AVX512-BF16 or AMX (``auto``) each
+model also runs a second time under CPU bf16 autocast (``train.bf16_cpu``), with its MFU against
+the bf16 matmul peak of the same run. The fp32 checkpoint is decoded a second time under bf16
+autocast too (the row "fp32 train, bf16 decode"): the same weights, so its BLEU beside the fp32
+decode shows what bf16 costs in quality. The peers have no CPU bf16 mode (both use
+``torch.cuda.amp``), so their rows stay fp32.
+
 Usage::
 
     python benchmarks/translation.py            # full: about 15-25 minutes on 2 CPU cores
@@ -133,6 +140,8 @@ from rich.table import Table
 from seqattn.config import RNNConfig, TrainConfig, TransformerConfig
 from seqattn.data.text import iter_lines
 from seqattn.data.tokenizer import EOS_ID, Tokenizer, TokenizerConfig
+from seqattn.precision import autocast as seqattn_autocast
+from seqattn.precision import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "multi30k"
@@ -200,6 +209,7 @@ def train_config(name: str, *, bf16: bool) -> TrainConfig:
             clip_norm=5.0,
             label_smoothing=0.0,
             bf16=bf16,
+            bf16_cpu=bf16,
         )
     return TrainConfig(
         seed=SEED,
@@ -212,6 +222,7 @@ def train_config(name: str, *, bf16: bool) -> TrainConfig:
         clip_norm=None,
         label_smoothing=0.1,
         bf16=bf16,
+        bf16_cpu=bf16,
     )
 
 
@@ -295,9 +306,7 @@ def rss_mib() -> float:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[object]:
-    if device.type == "cuda" and precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return seqattn_autocast(device, bf16=precision == "bf16")
 
 
 def set_threads(threads: int) -> None:
@@ -576,6 +585,21 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
                     device=device,
                     precision=precision,
                 )
+            if precision == "fp32" and spec.get("bf16_decode"):
+                # The same fp32 checkpoint decoded under bf16 autocast: speed at equal quality.
+                result["bf16_decode"] = {}
+                for beam in (1, spec["beam"]):
+                    log(f"{name} fp32 checkpoint: decoding {count} sentences in bf16, beam {beam}")
+                    result["bf16_decode"][f"beam{beam}"] = decode(
+                        model,
+                        sources,
+                        references,
+                        tokenizer,
+                        beam=beam,
+                        batch=spec["decode_batch"],
+                        device=device,
+                        precision="bf16",
+                    )
             if device.type == "cuda":
                 result["decode_peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / MIB
             stream = [piece for source in sources for piece in source]
@@ -822,10 +846,27 @@ def build_tables(
                 values[metric] = a / b if a is not None and b not in (None, 0) else None
             ratios.append({"model": row["model"], "precision": row["precision"], "peer": peer, **values})
             ratio_table.add_row(
-                f"{peer} {LABELS[row['model']]}",
+                f"{peer} {LABELS[row['model']]} (seqattn {row['precision']})",
                 *(_fmt(values[m], 2) + ("x" if values[m] is not None else "") for m, _ in RATIO_METRICS),
             )
     return main, ratio_table, ratios
+
+
+def with_bf16_decoding(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` plus, after each fp32 row decoded in bf16 too, a decoding-only row for that."""
+    out = []
+    for row in rows:
+        out.append(row)
+        if "bf16_decode" in row:
+            out.append(
+                {
+                    "model": row["model"],
+                    "precision": "fp32 train, bf16 decode",
+                    "device": row["device"],
+                    **row["bf16_decode"],
+                }
+            )
+    return out
 
 
 def scaling_table(rows: list[dict[str, Any]], beam: int) -> Table | None:
@@ -882,6 +923,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--cpu-bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="on CPU, also run bf16 autocast (auto: when the CPU has AVX512-BF16 or AMX)",
+    )
     parser.add_argument("--from", dest="data_dir", type=Path, default=DEFAULT_DATA, help="Multi30k directory")
     parser.add_argument(
         "--tokenizer",
@@ -937,7 +984,10 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(args.threads)
     device = resolve_device(args.device)
     machine = describe_machine(device)
-    precisions = ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
+    cpu_bf16 = device.type == "cpu" and (
+        args.cpu_bf16 == "on" or (args.cpu_bf16 == "auto" and native_bf16(device))
+    )
+    precisions = ["fp32", "bf16"] if device.type == "cuda" or cpu_bf16 else ["fp32"]
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(
         f"[bold]machine[/]: {machine['cpu']} ({machine['cpu_count']} logical cores), {machine['platform']}, "
@@ -958,6 +1008,8 @@ def main(argv: list[str] | None = None) -> None:
         log("measuring the matmul peak")
         repeats = 3 if args.quick else 7
         peaks = {"cpu_fp32": matmul_peak(torch.device("cpu"), torch.float32, 2048, repeats)}
+        if cpu_bf16:
+            peaks["cpu_bf16"] = matmul_peak(torch.device("cpu"), torch.bfloat16, 2048, repeats)
         if device.type == "cuda":
             peaks["cuda_fp32"] = matmul_peak(device, torch.float32, 8192, repeats)
             peaks["cuda_bf16"] = matmul_peak(device, torch.bfloat16, 8192, repeats)
@@ -983,6 +1035,7 @@ def main(argv: list[str] | None = None) -> None:
                     "rnn_style": args.rnn_style,
                     "data_dir": str(args.data_dir),
                     "tokenizer": str(tokenizer_path),
+                    "bf16_decode": "bf16" in precisions,
                 }
                 log(f"{name} {precision}: training in a fresh process")
                 row = run_subprocess(spec, scratch)
@@ -1002,7 +1055,9 @@ def main(argv: list[str] | None = None) -> None:
                     run["mfu_note"] = (
                         "estimate: tok/s x model FLOPs per token (this script) / this run's CPU peak"
                     )
-    main_table, ratio_table, ratios = build_tables(rows, peers, args.beam, same_run=args.peers_same_run)
+    main_table, ratio_table, ratios = build_tables(
+        with_bf16_decoding(rows), peers, args.beam, same_run=args.peers_same_run
+    )
     console.print(main_table)
     scaling = scaling_table(rows, args.beam)
     if scaling is not None:

@@ -31,6 +31,7 @@ from seqattn.decoding import Hypothesis, beam_search, force_decode, greedy_searc
 from seqattn.errors import ConfigError, DataError
 from seqattn.metrics.alignment import merge_subwords
 from seqattn.models.build import build_classifier, build_seq2seq
+from seqattn.precision import autocast
 from seqattn.training.checkpoint import load_checkpoint
 from seqattn.training.classification import DocumentEncoder, Prediction, predict
 from seqattn.training.run import resolve_device
@@ -115,8 +116,12 @@ def _tokenizer(path: Path) -> Tokenizer:
     return Tokenizer.load(path)
 
 
-def load(model_dir: str | Path, *, device: str = "auto") -> Translator | Classifier:
-    """Load a trained model directory as a :class:`Translator` or a :class:`Classifier`."""
+def load(model_dir: str | Path, *, device: str = "auto", bf16: bool = False) -> Translator | Classifier:
+    """Load a trained model directory as a :class:`Translator` or a :class:`Classifier`.
+
+    ``bf16``: run the model under bf16 autocast (:mod:`seqattn.precision`): faster on CUDA and
+    on CPUs with AVX512-BF16 or AMX, slower on other CPUs. Scores and attention are float32.
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise DataError(f"{model_dir}: no such model directory")
@@ -130,13 +135,13 @@ def load(model_dir: str | Path, *, device: str = "auto") -> Translator | Classif
         labels = LabelVocabulary(json.loads(labels_path.read_text(encoding="utf-8")))
         model = build_classifier(config.model, vocab_size=tokenizer.vocab_size, num_classes=len(labels))
         _load_weights(model, model_dir)
-        return Classifier(model.to(torch_device).eval(), tokenizer, labels, config, torch_device)
+        return Classifier(model.to(torch_device).eval(), tokenizer, labels, config, torch_device, bf16=bf16)
     joint = config.tokenizer.joint
     source = _tokenizer(model_dir / ("spm.model" if joint else "src.model"))
     target = source if joint else _tokenizer(model_dir / "tgt.model")
     model = build_seq2seq(config.model, src_vocab=source.vocab_size, tgt_vocab=target.vocab_size)
     _load_weights(model, model_dir)
-    return Translator(model.to(torch_device).eval(), source, target, config, torch_device)
+    return Translator(model.to(torch_device).eval(), source, target, config, torch_device, bf16=bf16)
 
 
 def _position_limits(model: nn.Module) -> tuple[int | None, int | None]:
@@ -162,8 +167,12 @@ class Translator:
         target: Tokenizer,
         config: ExperimentConfig,
         device: torch.device,
+        *,
+        bf16: bool = False,
     ) -> None:
         self.model, self.source, self.target, self.config, self.device = model, source, target, config, device
+        self.bf16 = bf16
+        """Searches run under bf16 autocast (teacher-forced alignments stay float32)."""
         self.limits = _position_limits(model)
         """Longest source (pieces with ``</s>``) and output (pieces) the model can handle; ``None``
         where there is no limit (relative positions, RNNs without a location score)."""
@@ -198,7 +207,7 @@ class Translator:
         else:
             search = beam_search
             options |= {"beam_size": beam, "n_best": n_best}
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.device, bf16=self.bf16):
             results = translate_batches(
                 self.model, sources, max_tokens=batch_tokens, search=search, device=self.device, **options
             )
@@ -338,8 +347,11 @@ class Classifier:
         labels: LabelVocabulary,
         config: ExperimentConfig,
         device: torch.device,
+        *,
+        bf16: bool = False,
     ) -> None:
         assert isinstance(config.model, ClassifierConfig)
+        self.bf16 = bf16
         self.model, self.tokenizer, self.labels, self.config, self.device = (
             model,
             tokenizer,
@@ -357,7 +369,7 @@ class Classifier:
     def _predict(self, items: list[Any], batch_tokens: int) -> list[Prediction]:
         if batch_tokens < 1:
             raise ConfigError(f"batch_tokens must be positive, got {batch_tokens}")
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.device, bf16=self.bf16):
             return predict(
                 self.model,
                 items,

@@ -107,8 +107,8 @@ def _progress() -> Progress:
     )
 
 
-def _load(model_dir: Path, kind: type, device: str):
-    model = load(model_dir, device=device)
+def _load(model_dir: Path, kind: type, device: str, bf16: bool):
+    model = load(model_dir, device=device, bf16=bf16)
     if not isinstance(model, kind):
         wanted = "translation" if kind is Translator else "classification"
         raise click.BadParameter(f"{model_dir} is not a {wanted} model", param_hint="--model")
@@ -148,6 +148,11 @@ chars_option = click.option(
     help="Truncate longer lines.",
 )
 device_option = click.option("--device", default="auto", show_default=True)
+bf16_option = click.option(
+    "--bf16",
+    is_flag=True,
+    help="bf16 autocast: faster on CUDA and on CPUs with AVX512-BF16/AMX, slower on other CPUs.",
+)
 
 
 @click.command()
@@ -166,6 +171,7 @@ device_option = click.option("--device", default="auto", show_default=True)
 @strict_option
 @chars_option
 @device_option
+@bf16_option
 def translate(
     model_dir: Path,
     input_path: Path | None,
@@ -176,11 +182,12 @@ def translate(
     strict: bool,
     max_chars: int,
     device: str,
+    bf16: bool,
 ) -> None:
     """Translate lines from a file or stdin; one output line per input line, in order."""
     if n_best > beam:
         raise click.BadParameter(f"--n-best {n_best} is larger than --beam {beam}", param_hint="--n-best")
-    translator: Translator = _load(model_dir, Translator, device)
+    translator: Translator = _load(model_dir, Translator, device, bf16)
     source = Input(input_path, strict=strict, max_chars=max_chars)
     count = 0
     with output(output_path) as out, _progress() as progress:
@@ -214,6 +221,7 @@ def translate(
 @strict_option
 @chars_option
 @device_option
+@bf16_option
 def classify(
     model_dir: Path,
     input_path: Path | None,
@@ -223,9 +231,10 @@ def classify(
     strict: bool,
     max_chars: int,
     device: str,
+    bf16: bool,
 ) -> None:
     """Label lines of text: "LABEL<TAB>PROBABILITY" per input line, in order."""
-    classifier: Classifier = _load(model_dir, Classifier, device)
+    classifier: Classifier = _load(model_dir, Classifier, device, bf16)
     source = Input(input_path, strict=strict, max_chars=max_chars)
     count = 0
     with output(output_path) as out:
@@ -263,6 +272,7 @@ def classify(
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=4096, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @device_option
+@bf16_option
 def evaluate(
     model_dir: Path,
     src_path: Path | None,
@@ -273,9 +283,10 @@ def evaluate(
     batch_tokens: int,
     as_json: bool,
     device: str,
+    bf16: bool,
 ) -> None:
     """Score a model: BLEU/chrF/exact match (--src/--ref) or accuracy/F1 (--text/--labels)."""
-    model = load(model_dir, device=device)
+    model = load(model_dir, device=device, bf16=bf16)
     if isinstance(model, Translator):
         if src_path is None or ref_path is None:
             raise click.UsageError("a translation model needs --src and --ref")

@@ -215,10 +215,10 @@ def _prediction(
     if hierarchical:
         sentences = max(len(item), 1)
         width = max((len(s) for s in item), default=1) or 1
-        weights = out.weights[row, :sentences, 0, :width].detach().cpu()  # (S, T)
-        sentence_weights = out.sentence_weights[row, :, :sentences].detach().cpu()  # (Q, S)
+        weights = out.weights[row, :sentences, 0, :width].detach().float().cpu()  # (S, T)
+        sentence_weights = out.sentence_weights[row, :, :sentences].detach().float().cpu()  # (Q, S)
     else:
-        weights = out.weights[row, :, : max(len(item), 1)].detach().cpu()  # (Q, T)
+        weights = out.weights[row, :, : max(len(item), 1)].detach().float().cpu()  # (Q, T)
     return Prediction(
         label=labels.name(best),
         probability=float(probabilities[best]),

@@ -1,8 +1,8 @@
 """One training loop for every model and task.
 
 The :class:`Trainer` owns what is the same for all tasks: AdamW, the learning-rate schedule,
-gradient accumulation and clipping, bf16 autocast on CUDA, periodic validation with early
-stopping, checkpoints (best-k and last, atomic, averaged on request), exact resume, the JSONL
+gradient accumulation and clipping, bf16 autocast (CUDA; CPU on request), periodic validation
+with early stopping, checkpoints (best-k and last, atomic, averaged on request), exact resume, the JSONL
 metrics log, rich progress and distributed data parallel under ``torchrun``. A :class:`Task`
 supplies what differs: the batches of an epoch, the loss of a batch and the validation metrics.
 
@@ -53,6 +53,7 @@ from torch.nn.parallel import DistributedDataParallel
 from seqattn.config import TrainConfig
 from seqattn.errors import TrainingInterrupted
 from seqattn.io import atomic_write_text
+from seqattn.precision import autocast
 from seqattn.training.checkpoint import (
     INTERRUPTED_NAME,
     LAST_NAME,
@@ -301,9 +302,8 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda" and self.config.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        bf16 = self.config.bf16 if self.device.type == "cuda" else self.config.bf16_cpu
+        return autocast(self.device, bf16=bf16)
 
     def _my_batches(self, epoch: int) -> list[Any]:
         plan = self.task.plan(epoch)
