@@ -107,7 +107,7 @@ decode shows what bf16 costs in quality. The peers have no CPU bf16 mode (both u
 
 Usage::
 
-    python benchmarks/translation.py            # full: about 15-25 minutes on 2 CPU cores
+    python benchmarks/translation.py            # full: about 12 minutes on 2 CPU cores with the bf16 rows
     python benchmarks/translation.py --quick    # 3 warm-up + 10 timed steps, 128 sentences decoded
     python benchmarks/translation.py --quick --steps 2 --warmup 1 --decode-after 2 --decode-sentences 64
 
@@ -844,6 +844,8 @@ def build_tables(
             for metric, _ in RATIO_METRICS:
                 a, b = mine[metric], theirs[metric]
                 values[metric] = a / b if a is not None and b not in (None, 0) else None
+            if row.get("mfu_peak", "cpu_fp32") != "cpu_fp32":
+                values["mfu"] = None  # against another peak than the peers' (fp32): no ratio
             ratios.append({"model": row["model"], "precision": row["precision"], "peer": peer, **values})
             ratio_table.add_row(
                 f"{peer} {LABELS[row['model']]} (seqattn {row['precision']})",
