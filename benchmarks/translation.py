@@ -573,24 +573,15 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
             sources = tokenizer.encode_batch(list(test["source"])[:count])
             references = list(test["target"])[:count]
             model.eval()
-            for beam in (1, spec["beam"]):
-                log(f"{name} {precision}: decoding {count} sentences, beam {beam}")
-                result[f"beam{beam}"] = decode(
-                    model,
-                    sources,
-                    references,
-                    tokenizer,
-                    beam=beam,
-                    batch=spec["decode_batch"],
-                    device=device,
-                    precision=precision,
-                )
+            # With bf16 rows, the fp32 checkpoint is decoded in bf16 too: speed at equal weights.
+            decodings = [(result, precision)]
             if precision == "fp32" and spec.get("bf16_decode"):
-                # The same fp32 checkpoint decoded under bf16 autocast: speed at equal quality.
                 result["bf16_decode"] = {}
+                decodings.append((result["bf16_decode"], "bf16"))
+            for into, decode_precision in decodings:
                 for beam in (1, spec["beam"]):
-                    log(f"{name} fp32 checkpoint: decoding {count} sentences in bf16, beam {beam}")
-                    result["bf16_decode"][f"beam{beam}"] = decode(
+                    log(f"{name} {precision}: decoding {count} sentences in {decode_precision}, beam {beam}")
+                    into[f"beam{beam}"] = decode(
                         model,
                         sources,
                         references,
@@ -598,7 +589,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
                         beam=beam,
                         batch=spec["decode_batch"],
                         device=device,
-                        precision="bf16",
+                        precision=decode_precision,
                     )
             if device.type == "cuda":
                 result["decode_peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / MIB

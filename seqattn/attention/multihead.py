@@ -80,12 +80,12 @@ class KVCache:
         old = (self._keys, self._values) if self._keys is not None else None
         shapes = like if like is not None else old
         assert shapes is not None
-        arenas, buffers = [], []
+        rows, arenas, buffers = index.numel(), [], []
         for template in shapes:
             _, h, _, d = template.shape
-            arena = self._arena(index.numel() * h * capacity * d, template)
-            arenas.append(arena)
-            buffers.append(arena[: index.numel() * h * capacity * d].view(index.numel(), h, capacity, d))
+            numel = rows * h * capacity * d
+            arenas.append(self._arena(numel, template))
+            buffers.append(arenas[-1][:numel].view(rows, h, capacity, d))
         if old is not None and self.length:
             for source, target in zip(old, buffers, strict=True):
                 torch.index_select(source[:, :, : self.length], 0, index, out=target[:, :, : self.length])
