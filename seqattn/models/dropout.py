@@ -1,11 +1,16 @@
 """Dropout with a cheaper mask on CPU.
 
 ``nn.Dropout`` draws its CPU mask with ``bernoulli_``, which profiled at 14% of a Transformer
-training step on the benchmark workload (more than everything but the matrix multiplies).
-Comparing uniform random numbers with ``p`` gives the same distribution (each element kept
-with probability ``1 - p``, kept values scaled by ``1 / (1 - p)``) at about 1.6x the speed
-for forward + backward; the boolean mask is what backward keeps. On other devices the fused
-``F.dropout`` kernel is used as is.
+training step on the benchmark workload (more than everything but the matrix multiplies);
+``rand_like(x) >= p`` is about 1.6x faster but still spends one 32-bit draw of the CPU
+generator per element (11% of a step on an AVX-512 Xeon). :func:`keep_mask` gets two mask
+elements out of each draw: ``random_`` fills ``ceil(n / 2)`` int32 values, one pass clears the
+top bit of each 16-bit half, and the ``n`` halves, read as int16, are compared with
+``round(p * 2**15)``. Each element is then dropped with probability ``p' = round(p * 2**15) /
+2**15`` (within ``2**-16`` of ``p``) and kept values are scaled by ``1 / (1 - p')``, so the
+expected output is exactly the input, as with ``nn.Dropout``. The mask costs 2.2-2.7x less than
+``rand_like`` (3,700 x 1,024 elements, 2 threads: 20-24 ms -> 9 ms). The boolean mask is what
+backward keeps. On other devices the fused ``F.dropout`` kernel is used as is.
 """
 
 from __future__ import annotations
@@ -16,14 +21,35 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "keep_mask", "quantized_probability"]
+
+_LEVELS = 1 << 15
+"""Each mask element is a uniform 15-bit integer: probabilities are multiples of 2**-15."""
 
 
-class _UniformMaskDropout(torch.autograd.Function):
+def quantized_probability(p: float) -> float:
+    """The drop probability :func:`keep_mask` realises for ``p``: a multiple of ``2**-15``."""
+    return round(p * _LEVELS) / _LEVELS
+
+
+def keep_mask(x: Tensor, p: float) -> Tensor:
+    """A boolean mask shaped like ``x``: each element ``True`` (kept) with probability
+    ``1 - quantized_probability(p)``, independently, drawn from the default generator of
+    ``x``'s device."""
+    n = x.numel()
+    bits = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device)
+    # random_ gives values in [0, 2**31]: the low 16 bits and bits 16-30 are uniform; keeping
+    # 15 bits of each half makes both halves uniform on [0, 2**15).
+    bits.random_().bitwise_and_(0x7FFF7FFF)
+    halves = bits.view(torch.int16)[:n]  # (n,) uniform on [0, 2**15)
+    return halves.ge(round(p * _LEVELS)).view(x.shape)
+
+
+class _BitMaskDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, p: float) -> Tensor:
-        keep = torch.rand_like(x) >= p
-        scale = 1.0 / (1.0 - p)
+        keep = keep_mask(x, p)
+        scale = 1.0 / (1.0 - quantized_probability(p))
         ctx.save_for_backward(keep)
         ctx.scale = scale
         return x.mul(keep).mul_(scale)
@@ -35,7 +61,8 @@ class _UniformMaskDropout(torch.autograd.Function):
 
 
 class Dropout(nn.Module):
-    """Drop-in for ``nn.Dropout(p)`` (no parameters, same state dict)."""
+    """Drop-in for ``nn.Dropout(p)`` (no parameters, same state dict); on CPU ``p`` is realised
+    to within ``2**-16`` (:func:`quantized_probability`)."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
@@ -46,9 +73,10 @@ class Dropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu" or not x.dtype.is_floating_point or self.p == 1.0:
+        cpu_float = x.device.type == "cpu" and x.dtype.is_floating_point
+        if not cpu_float or quantized_probability(self.p) in (0.0, 1.0):
             return F.dropout(x, self.p, training=True)
-        return _UniformMaskDropout.apply(x, self.p)
+        return _BitMaskDropout.apply(x, self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqattn.models.dropout import Dropout
+from seqattn.models.dropout import Dropout, keep_mask, quantized_probability
 
 
 def test_keeps_the_right_fraction_and_scales_kept_values() -> None:
@@ -16,7 +16,9 @@ def test_keeps_the_right_fraction_and_scales_kept_values() -> None:
     y = layer(x)
     kept = y != 0
     assert abs(kept.float().mean().item() - 0.7) < 0.005  # 10 standard deviations
-    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    keep = 1 - quantized_probability(0.3)
+    assert abs(keep - 0.7) < 2**-16
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / keep))
     y.sum().backward()
     # The gradient flows through kept elements only, scaled like the values.
     torch.testing.assert_close(x.grad, y.detach())
@@ -45,3 +47,48 @@ def test_float64_and_other_dtypes() -> None:
     y = Dropout(0.5).train()(x)
     assert y.dtype == torch.float64
     assert set(torch.unique((y / x).round(decimals=6)).tolist()) <= {0.0, 2.0}
+
+
+def test_quantized_probability_is_within_half_a_step() -> None:
+    for p in (0.0, 1e-6, 0.1, 0.3, 0.5, 0.9, 1.0):
+        q = quantized_probability(p)
+        assert abs(q - p) <= 2**-16
+        assert (q * 2**15).is_integer()
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_mask_elements_are_independent_with_the_quantized_rate(p: float) -> None:
+    """Two mask elements come from each 32-bit draw: both halves (even and odd positions) must
+    keep at the same rate, and neighbours must not be correlated."""
+    torch.manual_seed(1)
+    n = 4_000_000
+    kept = keep_mask(torch.empty(n), p).float().view(-1, 2)  # columns: the two halves of a draw
+    rate = 1 - quantized_probability(p)
+    tolerance = 6 * (rate * (1 - rate) / (n // 2)) ** 0.5  # six standard deviations
+    for half in (kept[:, 0], kept[:, 1]):
+        assert abs(half.mean().item() - rate) < tolerance
+    # Correlation of the two halves of one draw, and of consecutive draws.
+    for a, b in ((kept[:, 0], kept[:, 1]), (kept[:-1, 1], kept[1:, 0])):
+        assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 6 / (n // 2) ** 0.5
+
+
+def test_mask_shapes_odd_sizes_and_strided_inputs() -> None:
+    torch.manual_seed(2)
+    for shape in [(0,), (1,), (3,), (7, 5), (2, 3, 5)]:
+        x = torch.ones(shape)
+        mask = keep_mask(x, 0.5)
+        assert mask.shape == x.shape and mask.dtype == torch.bool
+    x = torch.randn(6, 9).t()  # not contiguous
+    y = Dropout(0.5).train()(x)
+    assert y.shape == x.shape
+    assert set(torch.unique((y / x).round(decimals=5)).tolist()) <= {
+        0.0,
+        1 / (1 - quantized_probability(0.5)),
+    }
+
+
+def test_tiny_probability_uses_the_exact_kernel() -> None:
+    torch.manual_seed(3)
+    x = torch.ones(1000)
+    # 1e-7 rounds to zero steps of 2**-15: the exact F.dropout runs (and keeps almost everything).
+    assert Dropout(1e-7).train()(x).ne(0).sum() >= 999
