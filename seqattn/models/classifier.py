@@ -25,8 +25,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqattn.attention import AttentionPooling, build_score, key_mask, padding_mask
 from seqattn.data.tokenizer import PAD_ID, UNK_ID
+from seqattn.dropout import Dropout
 from seqattn.errors import ConfigError
-from seqattn.models.dropout import Dropout
 from seqattn.models.transformer import EncoderLayer, sinusoidal_table
 
 __all__ = ["AttentionClassifier", "ClassifierOutput", "HierarchicalClassifier", "SequenceEncoder"]

@@ -33,8 +33,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqattn.attention import PreparedKeys, Score, attend, build_score, padding_mask
 from seqattn.data.tokenizer import PAD_ID
+from seqattn.dropout import Dropout
 from seqattn.errors import ConfigError
-from seqattn.models.dropout import Dropout
 from seqattn.models.groups import regroup
 from seqattn.models.protocol import StepOutput
 

@@ -40,8 +40,8 @@ from seqattn.attention import (
     padding_mask,
 )
 from seqattn.data.tokenizer import PAD_ID
+from seqattn.dropout import Dropout
 from seqattn.errors import ConfigError
-from seqattn.models.dropout import Dropout
 from seqattn.models.groups import regroup
 from seqattn.models.protocol import StepOutput
 

@@ -263,3 +263,24 @@ def test_dropout_applies_to_context_but_returned_weights_are_pre_dropout() -> No
     assert plain_w is not None and dropped_w is not None
     torch.testing.assert_close(dropped_w, plain_w, rtol=0, atol=0)
     assert not torch.allclose(plain, dropped)
+
+
+def test_dropout_on_cpu_takes_the_explicit_path_with_the_bit_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CPU, SDPA has no fused kernel with dropout (its math fallback uses bernoulli_): the
+    explicit path runs instead, with :func:`seqattn.dropout.dropout` on the weights."""
+    from seqattn.dropout import dropout as bit_dropout
+
+    score = ScaledDot()
+    q, k, v = (torch.randn(2, 4, 3, D) for _ in range(3))
+    mask = key_mask(padding_mask(torch.tensor([3, 1]), max_len=3))  # (2, 1, 1, 3)
+
+    def no_sdpa(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the fused kernel ran with dropout on CPU")
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", no_sdpa)
+    torch.manual_seed(7)
+    context, _ = attend(q, k, v, score=score, mask=mask, dropout=0.25)
+    torch.manual_seed(7)
+    scores = (q @ k.transpose(-1, -2) / D**0.5).masked_fill(~mask, float("-inf"))
+    expected = bit_dropout(torch.softmax(scores, dim=-1), 0.25) @ v
+    torch.testing.assert_close(context, expected)

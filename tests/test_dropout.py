@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqattn.models.dropout import Dropout, keep_mask, quantized_probability
+from seqattn.dropout import Dropout, keep_mask, quantized_probability
 
 
 def test_keeps_the_right_fraction_and_scales_kept_values() -> None:

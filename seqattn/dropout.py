@@ -11,6 +11,8 @@ top bit of each 16-bit half, and the ``n`` halves, read as int16, are compared w
 expected output is exactly the input, as with ``nn.Dropout``. The mask costs 2.2-2.7x less than
 ``rand_like`` (3,700 x 1,024 elements, 2 threads: 20-24 ms -> 9 ms). The boolean mask is what
 backward keeps. On other devices the fused ``F.dropout`` kernel is used as is.
+
+:func:`dropout` is the functional form; the attention core uses it on the attention weights.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Dropout", "keep_mask", "quantized_probability"]
+__all__ = ["Dropout", "dropout", "keep_mask", "quantized_probability"]
 
 _LEVELS = 1 << 15
 """Each mask element is a uniform 15-bit integer: probabilities are multiples of 2**-15."""
@@ -60,6 +62,16 @@ class _BitMaskDropout(torch.autograd.Function):
         return grad.mul(keep).mul_(ctx.scale), None
 
 
+def dropout(x: Tensor, p: float) -> Tensor:
+    """Training-mode dropout of ``x`` with probability ``p`` (the bit mask on CPU floats)."""
+    if p == 0.0:
+        return x
+    cpu_float = x.device.type == "cpu" and x.dtype.is_floating_point
+    if not cpu_float or quantized_probability(p) in (0.0, 1.0):
+        return F.dropout(x, p, training=True)
+    return _BitMaskDropout.apply(x, p)
+
+
 class Dropout(nn.Module):
     """Drop-in for ``nn.Dropout(p)`` (no parameters, same state dict); on CPU ``p`` is realised
     to within ``2**-16`` (:func:`quantized_probability`)."""
@@ -71,12 +83,7 @@ class Dropout(nn.Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        cpu_float = x.device.type == "cpu" and x.dtype.is_floating_point
-        if not cpu_float or quantized_probability(self.p) in (0.0, 1.0):
-            return F.dropout(x, self.p, training=True)
-        return _BitMaskDropout.apply(x, self.p)
+        return dropout(x, self.p) if self.training else x
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
