@@ -23,6 +23,11 @@ can; writes are atomic). A signal during validation takes effect when validation
 that arrives after the last update lets the run finish (``model.pt`` is written) and is then
 reported the same way. The previous handlers are restored when ``fit`` returns or raises.
 
+**Memory reuse.** Creating a Trainer raises glibc's mmap and trim thresholds
+(:func:`seqattn.allocator.keep_freed_memory`), so the buffers every step allocates and frees
+are reused instead of being faulted in afresh each step; any ``MALLOC_*_`` tunable in the
+environment opts out.
+
 **Loss normalisation.** Gradients are those of the summed token loss divided by the number of
 target tokens in the whole update (all accumulated batches, all processes), so results do not
 depend on how an update is split into batches or processes.
@@ -50,6 +55,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from seqattn.allocator import keep_freed_memory
 from seqattn.config import TrainConfig
 from seqattn.errors import TrainingInterrupted
 from seqattn.io import atomic_write_text
@@ -163,6 +169,7 @@ class Trainer:
         device: torch.device | str = "cpu",
         console: Console | None = None,
     ) -> None:
+        keep_freed_memory()  # no page faults for each step's large buffers (seqattn/allocator.py)
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.task = task
