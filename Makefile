@@ -32,7 +32,7 @@ setup: $(STAMP)
 DEMO_RECIPES := dates-rnn-bahdanau dates-rnn-luong dates-transformer sentiment-attnpool
 
 # The three dates models and the sentiment classifier, trained, evaluated and plotted, then one
-# comparison table (about 11 minutes on 2 CPU cores; results in runs/demo/NAME/results.json).
+# comparison table (about 9-14 minutes on 2 CPU cores; results in runs/demo/NAME/results.json).
 demo: setup
 	$(OFFLINE) $(BIN)/seqattn recipe run $(DEMO_RECIPES) --output-dir runs/demo
 
