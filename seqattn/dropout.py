@@ -29,9 +29,14 @@ _LEVELS = 1 << 15
 """Each mask element is a uniform 15-bit integer: probabilities are multiples of 2**-15."""
 
 
+def _levels_dropped(p: float) -> int:
+    """How many of the ``2**15`` values of a mask element mean "drop" for probability ``p``."""
+    return round(p * _LEVELS)
+
+
 def quantized_probability(p: float) -> float:
     """The drop probability :func:`keep_mask` realises for ``p``: a multiple of ``2**-15``."""
-    return round(p * _LEVELS) / _LEVELS
+    return _levels_dropped(p) / _LEVELS
 
 
 def keep_mask(x: Tensor, p: float) -> Tensor:
@@ -44,7 +49,7 @@ def keep_mask(x: Tensor, p: float) -> Tensor:
     # 15 bits of each half makes both halves uniform on [0, 2**15).
     bits.random_().bitwise_and_(0x7FFF7FFF)
     halves = bits.view(torch.int16)[:n]  # (n,) uniform on [0, 2**15)
-    return halves.ge(round(p * _LEVELS)).view(x.shape)
+    return halves.ge(_levels_dropped(p)).view(x.shape)
 
 
 class _BitMaskDropout(torch.autograd.Function):

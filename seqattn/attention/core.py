@@ -129,6 +129,6 @@ def attend(
     weights = torch.softmax(scores, dim=-1)
     if mask is not None:
         weights = weights.masked_fill(~mask, 0.0)
-    attn = apply_dropout(weights, dropout) if dropout > 0.0 else weights
+    attn = apply_dropout(weights, dropout)  # the weights themselves when dropout is 0
     context = attn @ values  # (..., Tq, Dv)
     return context, (weights if need_weights else None)
