@@ -25,8 +25,8 @@ reported the same way. The previous handlers are restored when ``fit`` returns o
 
 **Memory reuse.** Creating a Trainer raises glibc's mmap and trim thresholds
 (:func:`seqattn.allocator.keep_freed_memory`), so the buffers every step allocates and frees
-are reused instead of being faulted in afresh each step; any ``MALLOC_*_`` tunable in the
-environment opts out.
+are reused instead of being faulted in afresh each step; ``MALLOC_MMAP_THRESHOLD_``,
+``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_MMAP_MAX_`` in the environment opts out.
 
 **Loss normalisation.** Gradients are those of the summed token loss divided by the number of
 target tokens in the whole update (all accumulated batches, all processes), so results do not
