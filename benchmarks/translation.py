@@ -105,6 +105,13 @@ autocast too (the row "fp32 train, bf16 decode"): the same weights, so its BLEU 
 decode shows what bf16 costs in quality. The peers have no CPU bf16 mode (both use
 ``torch.cuda.amp``), so their rows stay fp32.
 
+**int8 decoding on CPU** (``--cpu-int8 auto|on|off``): on a CPU with int8 dot-product
+instructions (VNNI, ``auto``) the fp32 checkpoint is also decoded with its linear layers and
+decoder LSTM quantized to int8 (:func:`seqattn.quantization.quantize_int8`, ``seqattn translate
+--int8``): the row "fp32 train, int8 decode", whose BLEU beside the fp32 row shows what int8
+costs in quality. The peers decode in fp32 (neither quantizes for CPU inference in its PyTorch
+path).
+
 Usage::
 
     python benchmarks/translation.py            # full: about 12 minutes on 2 CPU cores with the bf16 rows
@@ -118,6 +125,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import resource
@@ -142,6 +150,7 @@ from seqattn.data.text import iter_lines
 from seqattn.data.tokenizer import EOS_ID, Tokenizer, TokenizerConfig
 from seqattn.precision import autocast as seqattn_autocast
 from seqattn.precision import native_bf16
+from seqattn.quantization import quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "multi30k"
@@ -578,11 +587,17 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
             if precision == "fp32" and spec.get("bf16_decode"):
                 result["bf16_decode"] = {}
                 decodings.append((result["bf16_decode"], "bf16"))
+            if precision == "fp32" and spec.get("int8_decode"):
+                result["int8_decode"] = {}
+                decodings.append((result["int8_decode"], "int8"))
             for into, decode_precision in decodings:
+                decoder = model
+                if decode_precision == "int8":
+                    decoder = quantize_int8(copy.deepcopy(model))
                 for beam in (1, spec["beam"]):
                     log(f"{name} {precision}: decoding {count} sentences in {decode_precision}, beam {beam}")
                     into[f"beam{beam}"] = decode(
-                        model,
+                        decoder,
                         sources,
                         references,
                         tokenizer,
@@ -845,20 +860,21 @@ def build_tables(
     return main, ratio_table, ratios
 
 
-def with_bf16_decoding(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` plus, after each fp32 row decoded in bf16 too, a decoding-only row for that."""
+def with_decoding_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` plus, after each fp32 row decoded in bf16 or int8 too, a decoding-only row for each."""
     out = []
     for row in rows:
         out.append(row)
-        if "bf16_decode" in row:
-            out.append(
-                {
-                    "model": row["model"],
-                    "precision": "fp32 train, bf16 decode",
-                    "device": row["device"],
-                    **row["bf16_decode"],
-                }
-            )
+        for variant in ("bf16", "int8"):
+            if f"{variant}_decode" in row:
+                out.append(
+                    {
+                        "model": row["model"],
+                        "precision": f"fp32 train, {variant} decode",
+                        "device": row["device"],
+                        **row[f"{variant}_decode"],
+                    }
+                )
     return out
 
 
@@ -922,6 +938,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="on CPU, also run bf16 autocast (auto: when the CPU has AVX512-BF16 or AMX)",
     )
+    parser.add_argument(
+        "--cpu-int8",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="on CPU, also decode the fp32 checkpoint in int8 (auto: when the CPU has VNNI)",
+    )
     parser.add_argument("--from", dest="data_dir", type=Path, default=DEFAULT_DATA, help="Multi30k directory")
     parser.add_argument(
         "--tokenizer",
@@ -981,6 +1003,10 @@ def main(argv: list[str] | None = None) -> None:
         args.cpu_bf16 == "on" or (args.cpu_bf16 == "auto" and native_bf16(device))
     )
     precisions = ["fp32", "bf16"] if device.type == "cuda" or cpu_bf16 else ["fp32"]
+    cpu_int8 = device.type == "cpu" and (
+        args.cpu_int8 == "on"
+        or (args.cpu_int8 == "auto" and bool(getattr(torch.cpu, "_is_vnni_supported", bool)()))
+    )
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(
         f"[bold]machine[/]: {machine['cpu']} ({machine['cpu_count']} logical cores), {machine['platform']}, "
@@ -1029,6 +1055,7 @@ def main(argv: list[str] | None = None) -> None:
                     "data_dir": str(args.data_dir),
                     "tokenizer": str(tokenizer_path),
                     "bf16_decode": "bf16" in precisions,
+                    "int8_decode": cpu_int8,
                 }
                 log(f"{name} {precision}: training in a fresh process")
                 row = run_subprocess(spec, scratch)
@@ -1049,7 +1076,7 @@ def main(argv: list[str] | None = None) -> None:
                         "estimate: tok/s x model FLOPs per token (this script) / this run's CPU peak"
                     )
     main_table, ratio_table, ratios = build_tables(
-        with_bf16_decoding(rows), peers, args.beam, same_run=args.peers_same_run
+        with_decoding_variants(rows), peers, args.beam, same_run=args.peers_same_run
     )
     console.print(main_table)
     scaling = scaling_table(rows, args.beam)

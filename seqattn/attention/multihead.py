@@ -24,11 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqattn.attention.core import PreparedKeys, attend
 from seqattn.attention.scores import ScaledDot, Score
+from seqattn.quantization import linear_rows
 
 __all__ = ["KVCache", "MultiHeadAttention", "ProjectedMemory"]
 
@@ -157,10 +157,7 @@ class MultiHeadAttention(nn.Module):
 
     def _project(self, x: Tensor, start: int, stop: int) -> Tensor:
         """Apply rows ``[start*D, stop*D)`` of the input projection (0=Q, 1=K, 2=V)."""
-        d = self.d_model
-        weight = self.in_proj.weight[start * d : stop * d]
-        bias = self.in_proj.bias[start * d : stop * d] if self.in_proj.bias is not None else None
-        return F.linear(x, weight, bias)
+        return linear_rows(self.in_proj, x, start * self.d_model, stop * self.d_model)
 
     def project_memory(self, memory: Tensor, *, contiguous: bool = True) -> ProjectedMemory:
         """``(B, Tk, D)`` encoder states -> cross-attention keys/values, once per source.

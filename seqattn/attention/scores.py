@@ -150,6 +150,9 @@ class Concat(Score):
     half is applied once in preparation exactly as for the additive score.
     """
 
+    int8_exempt = frozenset({"proj"})
+    """Read as a matrix (its query and key halves), never called: stays float under int8."""
+
     def __init__(self, query_dim: int, key_dim: int | None = None, *, hidden_dim: int | None = None) -> None:
         super().__init__()
         self.query_dim = query_dim

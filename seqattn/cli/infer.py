@@ -107,8 +107,8 @@ def _progress() -> Progress:
     )
 
 
-def _load(model_dir: Path, kind: type, device: str, bf16: bool):
-    model = load(model_dir, device=device, bf16=bf16)
+def _load(model_dir: Path, kind: type, device: str, bf16: bool, int8: bool):
+    model = load(model_dir, device=device, bf16=bf16, int8=int8)
     if not isinstance(model, kind):
         wanted = "translation" if kind is Translator else "classification"
         raise click.BadParameter(f"{model_dir} is not a {wanted} model", param_hint="--model")
@@ -153,6 +153,11 @@ bf16_option = click.option(
     is_flag=True,
     help="bf16 autocast: faster on CUDA and on CPUs with AVX512-BF16/AMX, slower on other CPUs.",
 )
+int8_option = click.option(
+    "--int8",
+    is_flag=True,
+    help="CPU only: int8 linear layers with per-row dynamic scales; faster on CPUs with VNNI.",
+)
 
 
 @click.command()
@@ -172,6 +177,7 @@ bf16_option = click.option(
 @chars_option
 @device_option
 @bf16_option
+@int8_option
 def translate(
     model_dir: Path,
     input_path: Path | None,
@@ -183,11 +189,12 @@ def translate(
     max_chars: int,
     device: str,
     bf16: bool,
+    int8: bool,
 ) -> None:
     """Translate lines from a file or stdin; one output line per input line, in order."""
     if n_best > beam:
         raise click.BadParameter(f"--n-best {n_best} is larger than --beam {beam}", param_hint="--n-best")
-    translator: Translator = _load(model_dir, Translator, device, bf16)
+    translator: Translator = _load(model_dir, Translator, device, bf16, int8)
     source = Input(input_path, strict=strict, max_chars=max_chars)
     count = 0
     with output(output_path) as out, _progress() as progress:
@@ -222,6 +229,7 @@ def translate(
 @chars_option
 @device_option
 @bf16_option
+@int8_option
 def classify(
     model_dir: Path,
     input_path: Path | None,
@@ -232,9 +240,10 @@ def classify(
     max_chars: int,
     device: str,
     bf16: bool,
+    int8: bool,
 ) -> None:
     """Label lines of text: "LABEL<TAB>PROBABILITY" per input line, in order."""
-    classifier: Classifier = _load(model_dir, Classifier, device, bf16)
+    classifier: Classifier = _load(model_dir, Classifier, device, bf16, int8)
     source = Input(input_path, strict=strict, max_chars=max_chars)
     count = 0
     with output(output_path) as out:
@@ -273,6 +282,7 @@ def classify(
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @device_option
 @bf16_option
+@int8_option
 def evaluate(
     model_dir: Path,
     src_path: Path | None,
@@ -284,9 +294,10 @@ def evaluate(
     as_json: bool,
     device: str,
     bf16: bool,
+    int8: bool,
 ) -> None:
     """Score a model: BLEU/chrF/exact match (--src/--ref) or accuracy/F1 (--text/--labels)."""
-    model = load(model_dir, device=device, bf16=bf16)
+    model = load(model_dir, device=device, bf16=bf16, int8=int8)
     if isinstance(model, Translator):
         if src_path is None or ref_path is None:
             raise click.UsageError("a translation model needs --src and --ref")
