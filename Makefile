@@ -55,6 +55,7 @@ bench: setup
 	$(OFFLINE) $(BIN)/python benchmarks/data_pipeline.py
 	$(OFFLINE) $(BIN)/python benchmarks/translation.py
 	$(OFFLINE) $(BIN)/python benchmarks/memory.py
+	$(OFFLINE) $(BIN)/python benchmarks/int8.py
 
 # The peer toolkits (JoeyNMT, OpenNMT-py) measured by their harness, then seqattn on the same
 # workload, back to back, so the ratios come from one run on one machine. The harness installs
