@@ -39,7 +39,7 @@ from rich.table import Table
 
 from seqattn.config import RNNConfig, TransformerConfig
 from seqattn.models.build import build_seq2seq
-from seqattn.quantization import Int8Linear, quantize_int8
+from seqattn.quantization import Int8Linear, native_int8, quantize_int8
 
 RESULTS = Path(__file__).parent / "results" / "int8.json"
 CPU = torch.device("cpu")
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     console = Console()
     machine = describe_machine(CPU)
-    vnni = bool(getattr(torch.cpu, "_is_vnni_supported", bool)())
+    vnni = native_int8()
     console.print(
         f"[bold]machine[/]: {machine['cpu']}, torch {machine['torch']}, {args.threads} threads, VNNI {vnni}"
     )
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         title_justify="left",
     )
     for column in ("model", "rows", "in x out", "fp32 ms", "int8 ms", "speedup", "rel. error"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column == "model")
     for row in layers:
         table.add_row(
             row["model"],
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         title_justify="left",
     )
     for column in ("model", "rows", "fp32 ms/step", "int8 ms/step", "speedup", "logits rel. error"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column == "model")
     for row in steps:
         table.add_row(
             row["model"],

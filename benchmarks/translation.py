@@ -150,7 +150,7 @@ from seqattn.data.text import iter_lines
 from seqattn.data.tokenizer import EOS_ID, Tokenizer, TokenizerConfig
 from seqattn.precision import autocast as seqattn_autocast
 from seqattn.precision import native_bf16
-from seqattn.quantization import quantize_int8
+from seqattn.quantization import native_int8, quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "multi30k"
@@ -1003,10 +1003,7 @@ def main(argv: list[str] | None = None) -> None:
         args.cpu_bf16 == "on" or (args.cpu_bf16 == "auto" and native_bf16(device))
     )
     precisions = ["fp32", "bf16"] if device.type == "cuda" or cpu_bf16 else ["fp32"]
-    cpu_int8 = device.type == "cpu" and (
-        args.cpu_int8 == "on"
-        or (args.cpu_int8 == "auto" and bool(getattr(torch.cpu, "_is_vnni_supported", bool)()))
-    )
+    cpu_int8 = device.type == "cpu" and (args.cpu_int8 == "on" or (args.cpu_int8 == "auto" and native_int8()))
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(
         f"[bold]machine[/]: {machine['cpu']} ({machine['cpu_count']} logical cores), {machine['platform']}, "

@@ -124,9 +124,10 @@ def load(
 
     ``bf16``: run the model under bf16 autocast (:mod:`seqattn.precision`): faster on CUDA and
     on CPUs with AVX512-BF16 or AMX, slower on other CPUs. Scores and attention are float32.
-    ``int8``: CPU only (``device="auto"`` then means the CPU); quantize the linear layers and decoder LSTMs to int8 with per-row
-    dynamic input scales (:mod:`seqattn.quantization`): faster decoding on CPUs with int8
-    dot-product instructions (VNNI), at a small cost in accuracy.
+    ``int8``: CPU only (``device="auto"`` then means the CPU); quantize the linear layers and
+    decoder LSTMs to int8 with per-row dynamic input scales (:mod:`seqattn.quantization`):
+    faster decoding on CPUs with int8 dot-product instructions (VNNI), at a small cost in
+    accuracy.
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():

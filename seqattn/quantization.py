@@ -1,9 +1,10 @@
 """Dynamic int8 quantization for CPU inference: int8 weights, int8 activations, int32 sums.
 
 Decoding on a CPU is bound by small matrix multiplies (a batch of 64 sentences gives ``M = 64``
-rows per step); an int8 product with exact int32 accumulation (``torch._int_mm``, VNNI
-``vpdpbusd`` on x86) runs them 2-4x faster than fp32 on AVX-512 CPUs (see the README's
-benchmarks). :func:`quantize_int8` swaps a trained model's linear layers and unidirectional
+rows per step); an int8 product with exact int32 accumulation (``torch._int_mm``; VNNI
+``vpdpbusd`` on x86) runs them 2-4x faster than fp32 on an AVX-512 CPU with VNNI, before the
+quantization and rescaling around it (``benchmarks/int8.py`` measures both, and whole decoder
+steps). :func:`quantize_int8` swaps a trained model's linear layers and unidirectional
 LSTMs for :class:`Int8Linear` / :class:`Int8LSTM`; embeddings, norms, attention scores and
 softmax stay float32.
 
@@ -17,23 +18,35 @@ Scales are symmetric (zero point 0):
 tensor (one scale for the whole batch). Per-row scales are chosen here for two reasons: the
 error is 2-5x smaller when a few rows or features are larger than the rest (measured on random
 matrices with outlier features: relative error 0.017-0.022 against 0.042-0.116), and each row's
-result depends on that row alone, so the quantized model keeps the float model's equivalences --
-a sentence decodes the same in any batch, and incremental decoding equals a full forward pass.
-The price is that the rescaling is a separate pass over the output instead of being fused into
-the kernel.
+result depends on that row alone, so the quantized model keeps the float model's equivalences
+(a sentence decodes the same in any batch; incremental decoding matches a full forward pass) up
+to float rounding upstream of a quantization, which can move a value across a rounding
+boundary of the int8 grid. The price is that quantizing and rescaling are separate passes
+around the product instead of being fused into the kernel (about 10 small operations per
+layer, which is why small layers gain little).
 
 Inference only: the quantized modules hold buffers, not parameters, and have no backward.
 """
 
 from __future__ import annotations
 
+import platform
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Int8LSTM", "Int8Linear", "linear_rows", "quantize_int8", "quantize_rows"]
+__all__ = ["Int8LSTM", "Int8Linear", "linear_rows", "native_int8", "quantize_int8", "quantize_rows"]
 
 _QMAX = 127
+
+
+def native_int8() -> bool:
+    """Whether this CPU has int8 dot-product instructions for ``torch._int_mm`` (x86: VNNI;
+    other architectures are assumed to: torch exposes no check for them)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    return bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
 
 
 def quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -149,7 +162,14 @@ class Int8LSTM(nn.Module):
             layers.append(Int8Linear.from_weight(weight, bias))
         return cls(layers, lstm.hidden_size)
 
-    def forward(self, x: Tensor, hx: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(
+        self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        if not isinstance(x, Tensor):
+            raise TypeError("Int8LSTM takes a (T, B, I) tensor, not a packed sequence")
+        if hx is None:
+            zeros = x.new_zeros(self.num_layers, x.size(1), self.hidden_size)
+            hx = (zeros, zeros)
         h, c = list(hx[0].unbind(0)), list(hx[1].unbind(0))
         d = self.hidden_size
         outputs = []

@@ -21,7 +21,7 @@ from torch import nn
 import seqattn
 from seqattn.cli import main
 from seqattn.decoding import beam_search, greedy_search
-from seqattn.quantization import Int8Linear, Int8LSTM, linear_rows, quantize_int8, quantize_rows
+from seqattn.quantization import Int8Linear, Int8LSTM, linear_rows, native_int8, quantize_int8, quantize_rows
 from tests.models.test_seq2seq_models import MODELS, batch
 
 
@@ -240,3 +240,29 @@ def test_int8_option_errors_are_one_line(translator_dir: Path) -> None:
         assert result.exit_code != 0, args
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:") and "int8" in lines[0], result.stderr
+
+
+def test_int8_warns_on_a_cpu_without_int8_instructions(
+    translator_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("seqattn.cli.infer.native_int8", lambda: False)
+    result = CliRunner().invoke(main, ["translate", "-m", str(translator_dir), "--int8"], input="w1 w2\n")
+    assert result.exit_code == 0, result.output
+    assert "VNNI" in result.stderr and len(result.stdout.splitlines()) == 1
+
+
+def test_native_int8_answers() -> None:
+    assert isinstance(native_int8(), bool)
+
+
+def test_int8_lstm_starts_from_zeros_like_nn_lstm() -> None:
+    torch.manual_seed(0)
+    lstm = nn.LSTM(8, 12).eval()
+    x = torch.randn(4, 2, 8)
+    with torch.no_grad():
+        want, _ = lstm(x)
+    got, (h, c) = Int8LSTM.from_float(lstm)(x)
+    assert (got - want).abs().max() < 0.02 and h.shape == c.shape == (1, 2, 12)
+    packed = nn.utils.rnn.pack_padded_sequence(x, torch.tensor([4, 3]))
+    with pytest.raises(TypeError, match="packed"):
+        Int8LSTM.from_float(lstm)(packed)

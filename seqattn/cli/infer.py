@@ -27,6 +27,7 @@ from seqattn.data.text import LineStats, iter_lines
 from seqattn.errors import DataError
 from seqattn.io import atomic_open
 from seqattn.metrics import classification_report, corpus_bleu, corpus_chrf, exact_match
+from seqattn.quantization import native_int8
 from seqattn.terminal import highlight_tokens
 
 console = Console(stderr=True)
@@ -107,8 +108,14 @@ def _progress() -> Progress:
     )
 
 
-def _load(model_dir: Path, kind: type, device: str, bf16: bool, int8: bool):
+def _load(model_dir: Path, kind: type | None, device: str, bf16: bool, int8: bool):
     model = load(model_dir, device=device, bf16=bf16, int8=int8)
+    if int8 and not native_int8():
+        console.print(
+            "[yellow]warning[/]: this CPU has no int8 dot-product instructions (VNNI); --int8 may be slower than float32"
+        )
+    if kind is None:
+        return model
     if not isinstance(model, kind):
         wanted = "translation" if kind is Translator else "classification"
         raise click.BadParameter(f"{model_dir} is not a {wanted} model", param_hint="--model")
@@ -297,7 +304,7 @@ def evaluate(
     int8: bool,
 ) -> None:
     """Score a model: BLEU/chrF/exact match (--src/--ref) or accuracy/F1 (--text/--labels)."""
-    model = load(model_dir, device=device, bf16=bf16, int8=int8)
+    model = _load(model_dir, None, device, bf16, int8)
     if isinstance(model, Translator):
         if src_path is None or ref_path is None:
             raise click.UsageError("a translation model needs --src and --ref")

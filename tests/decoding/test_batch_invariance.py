@@ -25,6 +25,7 @@ from seqattn.config import RNNConfig, TransformerConfig
 from seqattn.data.batching import pad_batch
 from seqattn.decoding import Hypothesis, beam_search, greedy_search, translate_batches
 from seqattn.models.build import build_seq2seq
+from seqattn.quantization import quantize_int8
 
 VOCAB = 20
 SOURCES = 72
@@ -50,24 +51,31 @@ SEARCHES: dict[str, tuple[Search, dict]] = {
     "greedy": (greedy_search, {}),
     "beam": (beam_search, {"beam_size": 4, "n_best": 3, "length_penalty": 0.6}),
 }
-TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+TOLERANCE = {"float32": 1e-5, "float64": 1e-10, "int8": 1e-3}
+"""int8 (float32 model through :func:`~seqattn.quantization.quantize_int8`): a 1e-6 rounding
+difference upstream can move an activation across a step of the int8 grid, so scores get more
+room, and only each sentence's best hypothesis is compared: a near-tie lower in an n-best list
+(scores within 1e-4) can swap. Each row is quantized on its own, so nothing else leaks."""
 
 
 @pytest.fixture(
     scope="module",
     params=[(name, dtype) for dtype in TOLERANCE for name in CONFIGS],
-    ids=lambda param: f"{param[0]}-{str(param[1]).removeprefix('torch.')}",
+    ids=lambda param: f"{param[0]}-{param[1]}",
 )
 def model(request: pytest.FixtureRequest) -> nn.Module:
     """A seeded random model; weights scaled by 1.5 so that outputs vary more with the input
     (at the usual scale a tiny random Transformer gives the same answer to many inputs)."""
-    name, dtype = request.param
+    name, kind = request.param
     torch.manual_seed(0)
     built = build_seq2seq(CONFIGS[name], src_vocab=VOCAB, tgt_vocab=VOCAB)
     with torch.no_grad():
         for parameter in built.parameters():
             parameter.mul_(1.5)
-    return built.to(dtype).eval()
+    model = quantize_int8(built) if kind == "int8" else built.to(getattr(torch, kind)).eval()
+    model.tolerance = TOLERANCE[kind]  # type: ignore[assignment]
+    model.best_only = kind == "int8"  # type: ignore[assignment]
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +98,14 @@ def decode_in_chunks(
     return results
 
 
-def assert_same(got: list[Hypothesis], want: list[Hypothesis], where: str, *, tolerance: float) -> None:
+def assert_same(
+    got: list[Hypothesis], want: list[Hypothesis], where: str, *, tolerance: float, best_only: bool = False
+) -> None:
     """Same tokens; scores within ``tolerance``; sums, per-token values and attention within
-    ``tolerance`` relative to their size (a log-probability is a sum of up to 50 terms)."""
+    ``tolerance`` relative to their size (a log-probability is a sum of up to 50 terms). With
+    ``best_only``, only the first hypothesis of each list."""
+    if best_only:
+        got, want = got[:1], want[:1]
     assert [h.tokens for h in got] == [h.tokens for h in want], where
     for a, b in zip(got, want, strict=True):
         assert abs(a.score - b.score) <= tolerance, (where, a.score, b.score)
@@ -108,7 +121,7 @@ def test_outputs_do_not_depend_on_batch_size_padding_or_order(
     model: nn.Module, sources: list[list[int]], name: str
 ) -> None:
     search, options = SEARCHES[name]
-    tolerance = TOLERANCE[next(model.parameters()).dtype]
+    tolerance = model.tolerance
     alone = decode_in_chunks(model, sources, 1, search, options)
     outputs = {tuple(h[0].tokens) for h in alone if h}
     assert len(outputs) >= SOURCES // 2, "too few distinct outputs for the test to mean much"
@@ -117,7 +130,13 @@ def test_outputs_do_not_depend_on_batch_size_padding_or_order(
 
     for size in (7, 64):
         for i, hyps in enumerate(decode_in_chunks(model, sources, size, search, options)):
-            assert_same(hyps, alone[i], f"batch size {size}, sentence {i}", tolerance=tolerance)
+            assert_same(
+                hyps,
+                alone[i],
+                f"batch size {size}, sentence {i}",
+                tolerance=tolerance,
+                best_only=model.best_only,
+            )
 
     order = list(range(SOURCES))
     random.Random(1).shuffle(order)
@@ -130,6 +149,7 @@ def test_outputs_do_not_depend_on_batch_size_padding_or_order(
                 alone[index],
                 f"shuffled, batch size {size}, sentence {index}",
                 tolerance=tolerance,
+                best_only=model.best_only,
             )
 
     for size in (7, 64):  # length-sorted batches, results put back in input order
@@ -138,5 +158,9 @@ def test_outputs_do_not_depend_on_batch_size_padding_or_order(
         )
         for i, hyps in enumerate(results):
             assert_same(
-                hyps, alone[i], f"translate_batches, {size} a batch, sentence {i}", tolerance=tolerance
+                hyps,
+                alone[i],
+                f"translate_batches, {size} a batch, sentence {i}",
+                tolerance=tolerance,
+                best_only=model.best_only,
             )
