@@ -109,8 +109,9 @@ decode shows what bf16 costs in quality. The peers have no CPU bf16 mode (both u
 instructions (VNNI, ``auto``) the fp32 checkpoint is also decoded with its linear layers and
 decoder LSTM quantized to int8 (:func:`seqattn.quantization.quantize_int8`, ``seqattn translate
 --int8``): the row "fp32 train, int8 decode", whose BLEU beside the fp32 row shows what int8
-costs in quality. The peers decode in fp32 (neither quantizes for CPU inference in its PyTorch
-path).
+costs in quality. The peers' harness decodes in fp32 (JoeyNMT has no quantization; OpenNMT-py's
+quantization options go through bitsandbytes on GPUs, its CPU int8 path is the separate
+CTranslate2).
 
 Usage::
 
