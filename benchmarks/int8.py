@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from _timing import describe_machine, measure, paired_ratio
 from rich.console import Console
 from rich.table import Table
+from translation import model_config
 
 from seqattn.config import RNNConfig, TransformerConfig
 from seqattn.models.build import build_seq2seq
@@ -48,30 +49,14 @@ LAYERS = {
     "d512": [(512, 1536), (512, 512), (512, 2048), (2048, 512), (512, 32000)],
 }
 MODELS: dict[str, tuple[RNNConfig | TransformerConfig, int]] = {
-    "Transformer d256 (benchmark)": (
-        TransformerConfig(
-            d_model=256, num_heads=4, ffn_dim=1024, encoder_layers=3, decoder_layers=3, tie="decoder"
-        ),
-        8000,
-    ),
+    "Transformer d256 (benchmark)": (model_config("transformer"), 8000),
     "Transformer-base d512": (
         TransformerConfig(
             d_model=512, num_heads=8, ffn_dim=2048, encoder_layers=6, decoder_layers=6, tie="decoder"
         ),
         32000,
     ),
-    "RNN (benchmark)": (
-        RNNConfig(
-            style="luong",
-            score="additive",
-            embed_dim=256,
-            hidden_size=128,
-            decoder_size=256,
-            num_layers=2,
-            input_feeding=True,
-        ),
-        8000,
-    ),
+    "RNN (benchmark)": (model_config("rnn"), 8000),
 }
 SOURCE_LEN = 20
 STEPS = 30

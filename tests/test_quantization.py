@@ -22,7 +22,7 @@ import seqattn
 from seqattn.cli import main
 from seqattn.decoding import beam_search, greedy_search
 from seqattn.quantization import Int8Linear, Int8LSTM, linear_rows, native_int8, quantize_int8, quantize_rows
-from tests.models.test_seq2seq_models import MODELS, batch
+from tests.models.test_seq2seq_models import MODELS, alone_and_together, batch, teacher_forced_and_stepped
 
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -169,16 +169,13 @@ def test_int8_step_by_step_equals_teacher_forcing(pair: tuple[nn.Module, nn.Modu
     src, lengths = batch([7, 5, 2])
     tgt, _ = batch([6, 6, 6], seed=1)
     with torch.no_grad():
-        logits, attention = model(src, lengths, tgt)
-        state = model.encode(src, lengths)
-        steps = []
-        for t in range(tgt.size(1)):
-            out, state = model.step(tgt[:, t], state)
-            steps.append((out.logits, out.attention))
+        (logits, attention), (stepped_logits, stepped_attention) = teacher_forced_and_stepped(
+            model, src, lengths, tgt
+        )
     # Float rounding differs between the two paths by ~1e-6, which can move an activation
     # across a rounding boundary of the int8 grid: a tolerance of a few steps.
-    torch.testing.assert_close(torch.stack([s[0] for s in steps], 1), logits, atol=2e-3, rtol=2e-3)
-    torch.testing.assert_close(torch.stack([s[1] for s in steps], 1), attention, atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(stepped_logits, logits, atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(stepped_attention, attention, atol=2e-3, rtol=2e-3)
 
 
 def test_int8_outputs_do_not_depend_on_batch_companions(pair: tuple[nn.Module, nn.Module]) -> None:
@@ -186,10 +183,8 @@ def test_int8_outputs_do_not_depend_on_batch_companions(pair: tuple[nn.Module, n
     src, lengths = batch([7, 5, 2])
     tgt, _ = batch([5, 5, 5], seed=1)
     with torch.no_grad():
-        together, _ = model(src, lengths, tgt)
-        for row, n in enumerate(lengths.tolist()):
-            alone, _ = model(src[row : row + 1, :n], lengths[row : row + 1], tgt[row : row + 1])
-            torch.testing.assert_close(alone[0], together[row], atol=2e-3, rtol=2e-3)
+        for alone, within in alone_and_together(model, src, lengths, tgt):
+            torch.testing.assert_close(alone, within, atol=2e-3, rtol=2e-3)
 
 
 def test_int8_beam_one_equals_greedy(pair: tuple[nn.Module, nn.Module]) -> None:

@@ -69,19 +69,42 @@ def test_implements_the_protocol(model: nn.Module) -> None:
     assert isinstance(model, Seq2Seq)
 
 
-def test_step_by_step_equals_teacher_forcing(model: nn.Module) -> None:
-    src, lengths = batch([7, 5, 2])
-    tgt, _ = batch([6, 6, 6], seed=1)
-    logits, attention = model(src, lengths, tgt)
-    assert logits.shape == (3, 6, VOCAB) and attention.shape == (3, 6, 7)
+def teacher_forced_and_stepped(
+    model: nn.Module, src: torch.Tensor, lengths: torch.Tensor, tgt: torch.Tensor
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``(logits, attention)`` of one forward pass over ``tgt`` and of ``model.step`` position
+    by position (stacked to the same shapes)."""
+    forced = model(src, lengths, tgt)
     with torch.no_grad():
         state = model.encode(src, lengths)
         steps = []
         for t in range(tgt.size(1)):
             out, state = model.step(tgt[:, t], state)
             steps.append((out.logits, out.attention))
-    torch.testing.assert_close(torch.stack([s[0] for s in steps], 1), logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(torch.stack([s[1] for s in steps], 1), attention, atol=1e-6, rtol=1e-5)
+    return forced, (torch.stack([s[0] for s in steps], 1), torch.stack([s[1] for s in steps], 1))
+
+
+def alone_and_together(
+    model: nn.Module, src: torch.Tensor, lengths: torch.Tensor, tgt: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per sentence: its logits decoded without padding or companions, and within the batch."""
+    together, _ = model(src, lengths, tgt)
+    pairs = []
+    for row, n in enumerate(lengths.tolist()):
+        alone, _ = model(src[row : row + 1, :n], lengths[row : row + 1], tgt[row : row + 1])
+        pairs.append((alone[0], together[row]))
+    return pairs
+
+
+def test_step_by_step_equals_teacher_forcing(model: nn.Module) -> None:
+    src, lengths = batch([7, 5, 2])
+    tgt, _ = batch([6, 6, 6], seed=1)
+    (logits, attention), (stepped_logits, stepped_attention) = teacher_forced_and_stepped(
+        model, src, lengths, tgt
+    )
+    assert logits.shape == (3, 6, VOCAB) and attention.shape == (3, 6, 7)
+    torch.testing.assert_close(stepped_logits, logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(stepped_attention, attention, atol=1e-6, rtol=1e-5)
 
 
 def test_attention_ignores_padding_and_sums_to_one(model: nn.Module) -> None:
@@ -96,10 +119,9 @@ def test_attention_ignores_padding_and_sums_to_one(model: nn.Module) -> None:
 def test_outputs_do_not_depend_on_batch_companions_or_padding(model: nn.Module) -> None:
     src, lengths = batch([7, 5, 2])
     tgt, _ = batch([5, 5, 5], seed=1)
+    for alone, within in alone_and_together(model, src, lengths, tgt):
+        torch.testing.assert_close(alone, within, atol=1e-5, rtol=1e-5)
     together, _ = model(src, lengths, tgt)
-    for row, n in enumerate(lengths.tolist()):
-        alone, _ = model(src[row : row + 1, :n], lengths[row : row + 1], tgt[row : row + 1])
-        torch.testing.assert_close(alone[0], together[row], atol=1e-5, rtol=1e-5)
     # Garbage in padded source positions changes nothing.
     noisy = src.clone()
     noisy[lengths.unsqueeze(1) <= torch.arange(src.size(1))] = 5
