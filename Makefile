@@ -17,7 +17,7 @@ help:
 	@echo "make test      set up .venv and run the fast test suite (what CI runs)"
 	@echo "make test-all  also run the slow end-to-end tests"
 	@echo "make bench     run the benchmarks (about 35-45 minutes on 2 cores; writes benchmarks/results/)"
-	@echo "make bench-peers  the peer toolkits, then seqattn, on one workload (about 80 minutes)"
+	@echo "make bench-peers  the peer toolkits, then seqattn, on one workload (about 40 minutes)"
 	@echo "make lint      ruff check and format check"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -71,7 +71,10 @@ bench-peers: setup
 	WORK_DIR=$(PEERS_WORK) bash $(PEERS_HARNESS)/setup.sh
 	WORK_DIR=$(PEERS_WORK) DATA_DIR=$(PEERS_WORK)/multi30k RUN_DIR=$(PEERS_WORK)/runs bash $(PEERS_HARNESS)/run.sh
 	$(OFFLINE) $(BIN)/python benchmarks/translation.py --from $(MULTI30K) \
-		--peer-spm $(PEERS_HARNESS)/data/spm.model --peers $(PEERS_WORK)/runs/results.json --peers-same-run
+		--peer-spm $(PEERS_HARNESS)/data/spm.model --peers $(PEERS_WORK)/runs/results.json --peers-same-run \
+		--save-models $(PEERS_WORK)/seqattn-models
+	$(OFFLINE) $(BIN)/python benchmarks/same_checkpoint.py --from $(MULTI30K) --models $(PEERS_WORK)/seqattn-models \
+		--peers-work $(PEERS_WORK) --harness $(PEERS_HARNESS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -130,6 +130,7 @@ import copy
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -350,7 +351,10 @@ def decode(
     batch: int,
     device: torch.device,
     precision: str,
+    keep_outputs: bool = False,
 ) -> dict[str, Any]:
+    """Translate ``sources`` (piece ids without EOS) and time it; ``keep_outputs`` adds every
+    best hypothesis's ids (``"outputs"``)."""
     from seqattn.decoding import beam_search, greedy_search, translate_batches
     from seqattn.metrics import corpus_bleu
 
@@ -376,7 +380,9 @@ def decode(
     seconds = time.perf_counter() - start
     bleu = corpus_bleu(hypotheses, references)
     pieces = [len(nbest[0].tokens) if nbest else 0 for nbest in results]
+    outputs = {"outputs": [nbest[0].tokens if nbest else [] for nbest in results]} if keep_outputs else {}
     return {
+        **outputs,
         "beam": beam,
         "sentences": len(sources),
         "dec_sec": round(seconds, 3),
@@ -445,6 +451,22 @@ def decode_scaling(
     short, long = (result[f"ms_per_token_{n}"] for n in SCALING_LENGTHS)
     result["ratio"] = long / short
     return result
+
+
+def save_model(
+    model: torch.nn.Module, config: Any, tokenizer: str, directory: Path, name: str, steps: int
+) -> Path:
+    """Write ``NAME.pt`` (config, weights, steps) and the tokenizer ``spm.model`` to ``directory``
+    (``--save-models``: ``benchmarks/same_checkpoint.py`` decodes the Transformer in both
+    toolkits)."""
+    from seqattn.training.checkpoint import save_checkpoint
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tokenizer, directory / "spm.model")
+    path = directory / f"{name}.pt"
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_checkpoint(path, {"config": asdict(config), "model": state, "steps": steps})
+    return path
 
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -571,6 +593,10 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         if device.type == "cuda":
             result["train_peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / MIB
             torch.cuda.reset_peak_memory_stats(device)
+        if spec.get("save_dir") and precision == "fp32":
+            result["saved"] = str(
+                save_model(model, config, spec["tokenizer"], Path(spec["save_dir"]), name, total)
+            )
         if spec["decode_sentences"] > 0:
             test = load_corpus(
                 CorpusSpec(
@@ -965,6 +991,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="--peers was written just before this run on this machine (make bench-peers): label it so",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "translation.json")
+    parser.add_argument(
+        "--save-models",
+        type=Path,
+        default=None,
+        help="write each fp32 model after its training steps to DIR/NAME.pt (with DIR/spm.model)",
+    )
     parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1054,6 +1086,7 @@ def main(argv: list[str] | None = None) -> None:
                     "tokenizer": str(tokenizer_path),
                     "bf16_decode": "bf16" in precisions,
                     "int8_decode": cpu_int8,
+                    "save_dir": str(args.save_models) if args.save_models else None,
                 }
                 log(f"{name} {precision}: training in a fresh process")
                 row = run_subprocess(spec, scratch)

@@ -1,0 +1,463 @@
+"""One checkpoint, two toolkits: seqattn's benchmark Transformer decoded by seqattn and by OpenNMT-py.
+
+The main table of ``translation.py`` decodes each toolkit's *own* 200-step checkpoint. Those
+models differ (BLEU 11 against 6 on the same test set, different output lengths), so their
+decoding ratios compare different amounts of work. Here both toolkits decode the same weights:
+the Transformer that ``translation.py --save-models DIR`` wrote is converted into an OpenNMT-py
+3.5.1 checkpoint and translated by the peers' harness command, alternately with seqattn.
+
+**Conversion** (:func:`to_opennmt`). Both are pre-norm Transformers with sinusoidal positions
+(interleaved sin/cos, checked against OpenNMT-py's own table), embeddings scaled by sqrt(d) and
+the decoder embedding tied to the output layer. Parameter by parameter: the fused ``in_proj``
+rows ``[W_q; W_k; W_v]`` become ``linear_query``/``linear_keys``/``linear_values``,
+``out_proj`` ``final_linear``; ``ffn.0``/``ffn.3`` become ``w_1``/``w_2``; the encoder layer's
+``norm1``/``norm2`` are ``layer_norm``/``feed_forward.layer_norm``, the decoder layer's
+``norm1``/``norm2``/``norm3`` are ``layer_norm_1``/``layer_norm_2``/``feed_forward.layer_norm``;
+the final norms map to ``encoder.layer_norm``/``decoder.layer_norm``. seqattn's projections
+have biases and its LayerNorm eps is 1e-5, so the converted options set ``add_qkvbias``,
+``add_ffnbias`` and ``norm_eps=1e-5``; OpenNMT-py's generator bias is zero. The vocabulary stays
+the peers' own (their 4 specials, then ``vocab.txt``): embedding rows are permuted by piece
+string (``<blank>`` is seqattn's ``<pad>``). Everything else (options, vocabulary layout) comes
+from the peers' trained OpenNMT-py Transformer checkpoint, used as a template.
+
+**Input.** seqattn closes every source with ``</s>`` (it is trained so); OpenNMT-py's text
+pipeline adds nothing to the source, so its input file spells the ``</s>`` out (the converted
+vocabulary maps it to the same embedding row). Both read the peers' prepared pieces of
+``test_2016_flickr`` (1,000 sentences).
+
+**Search.** The harness's flags (``run.sh``): batches of 64 sentences, GNMT length penalty
+alpha 1.0, greedy = ``-beam_size 1 -random_sampling_topk 1``, beam = ``-beam_size 5``,
+``-max_length_ratio 1.5``; seqattn as in ``translation.py`` (``max_len_a=1.5, max_len_b=5``).
+The length caps differ: seqattn caps each sentence at ``floor(1.5 n + 5)`` pieces (``n``
+counting its ``</s>``), OpenNMT-py a whole batch at 1.5 x its longest source, so a sentence that
+reaches seqattn's cap may go on in OpenNMT-py. The table gives both toolkits' output pieces and
+the share of identical outputs; BLEU of both is computed here the same way
+(``seqattn.metrics.corpus_bleu`` of the detokenized output against the raw references).
+
+**Timing.** Every decode runs in a fresh process: OpenNMT-py's time is the harness hook's
+record of ``Inference._translate`` (data, search, detokenization of ids), seqattn's the
+``translate_batches`` call plus detokenization (``translation.decode``), both without model
+loading. ``--repeats`` rounds alternate the order (seqattn first in even rounds, OpenNMT-py
+first in odd ones), so slow spells of a shared machine hit both; the table reports medians, the
+ratio of the medians, and the range of the per-round ratios. With int8 instructions (VNNI) the
+same checkpoint is also decoded by seqattn in int8 (``--cpu-int8``).
+
+The RNN is not converted: seqattn's RNN initialises its decoder through a tanh bridge from the
+encoder's final states, OpenNMT-py's (``bridge`` off, as in the peers' config) with those
+states themselves, so no setting of the weights makes the two compute the same function.
+
+Usage (after ``make bench-peers``, which runs it)::
+
+    python benchmarks/same_checkpoint.py --models /tmp/seqattn-peers/seqattn-models
+
+Results go to ``benchmarks/results/same_checkpoint.json`` (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from _timing import describe_machine
+from rich.console import Console
+from rich.table import Table
+from translation import DEFAULT_DATA, ROOT, TEST_STEM, data_file, decode, read_lines, set_threads
+
+from seqattn.config import TransformerConfig
+from seqattn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
+
+ONMT_SPECIALS = {"<unk>": UNK_ID, "<blank>": PAD_ID, "<s>": BOS_ID, "</s>": EOS_ID}
+"""OpenNMT-py's special tokens and the seqattn ids of the same roles."""
+
+DEFAULT_PEERS_WORK = Path("/tmp/seqattn-peers")
+DEFAULT_HARNESS = ROOT.parent / "shared" / "bench" / "peers"
+
+
+def log(message: str) -> None:
+    print(f"[same_checkpoint {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- the conversion ------------------------------------------------------------------------------
+
+
+def to_opennmt(
+    state: dict[str, torch.Tensor], config: TransformerConfig, tokenizer: Tokenizer, template: dict[str, Any]
+) -> dict[str, Any]:
+    """seqattn Transformer weights -> an OpenNMT-py 3.5.1 checkpoint computing the same function.
+
+    ``template``: an OpenNMT-py Transformer checkpoint of the same sizes (its options and
+    vocabulary are kept, its weights replaced). See the module docstring for the mapping.
+    """
+    if not (config.pre_norm and config.positions == "sinusoidal" and config.tie == "decoder"):
+        raise ValueError("only pre-norm Transformers with sinusoidal positions and tie='decoder' convert")
+    vocab = template["vocab"]
+    if vocab["src"] != vocab["tgt"]:
+        raise ValueError("the template's source and target vocabularies differ")
+    ids = [ONMT_SPECIALS[p] if p in ONMT_SPECIALS else tokenizer.piece_to_id(p) for p in vocab["tgt"]]
+    if sorted(ids) != list(range(tokenizer.vocab_size)):
+        raise ValueError("the template's vocabulary is not a reordering of the tokenizer's pieces")
+    rows = torch.tensor(ids)
+    d = config.d_model
+    out: dict[str, torch.Tensor] = {}
+
+    def copy_norm(target: str, source: str) -> None:
+        out[f"{target}.weight"], out[f"{target}.bias"] = state[f"{source}.weight"], state[f"{source}.bias"]
+
+    def copy_attention(target: str, source: str) -> None:
+        weight, bias = state[f"{source}.in_proj.weight"], state[f"{source}.in_proj.bias"]
+        for i, name in enumerate(("linear_query", "linear_keys", "linear_values")):
+            out[f"{target}.{name}.weight"] = weight[i * d : (i + 1) * d].clone()
+            out[f"{target}.{name}.bias"] = bias[i * d : (i + 1) * d].clone()
+        out[f"{target}.final_linear.weight"] = state[f"{source}.out_proj.weight"]
+        out[f"{target}.final_linear.bias"] = state[f"{source}.out_proj.bias"]
+
+    def copy_ffn(target: str, source: str, norm: str) -> None:
+        for onmt, ours in (("w_1", "ffn.0"), ("w_2", "ffn.3")):
+            out[f"{target}.{onmt}.weight"] = state[f"{source}.{ours}.weight"]
+            out[f"{target}.{onmt}.bias"] = state[f"{source}.{ours}.bias"]
+        copy_norm(f"{target}.layer_norm", f"{source}.{norm}")
+
+    for side, embed in (("encoder", "src_embed"), ("decoder", "tgt_embed")):
+        prefix = f"{side}.embeddings.make_embedding"
+        out[f"{prefix}.emb_luts.0.weight"] = state[f"{embed}.tokens.weight"][rows]
+        out[f"{prefix}.pe.pe"] = template["model"][f"{prefix}.pe.pe"]
+    for i in range(config.encoder_layers):
+        layer = f"encoder.transformer.{i}"
+        copy_attention(f"{layer}.self_attn", f"encoder.{i}.self_attn")
+        copy_norm(f"{layer}.layer_norm", f"encoder.{i}.norm1")
+        copy_ffn(f"{layer}.feed_forward", f"encoder.{i}", "norm2")
+    copy_norm("encoder.layer_norm", "encoder_norm")
+    for i in range(config.decoder_layers):
+        layer = f"decoder.transformer_layers.{i}"
+        copy_attention(f"{layer}.self_attn", f"decoder.{i}.self_attn")
+        copy_attention(f"{layer}.context_attn", f"decoder.{i}.cross_attn")
+        copy_norm(f"{layer}.layer_norm_1", f"decoder.{i}.norm1")
+        copy_norm(f"{layer}.layer_norm_2", f"decoder.{i}.norm2")
+        copy_ffn(f"{layer}.feed_forward", f"decoder.{i}", "norm3")
+    copy_norm("decoder.layer_norm", "decoder_norm")
+    missing = sorted(set(template["model"]) - set(out))
+    if missing:
+        raise ValueError(f"the template has parameters this conversion does not fill: {missing[:3]}")
+    generator = {
+        "weight": out["decoder.embeddings.make_embedding.emb_luts.0.weight"],
+        "bias": torch.zeros(len(ids)),
+    }
+    options = copy.deepcopy(template["opt"])
+    options.add_qkvbias, options.add_ffnbias, options.norm_eps = True, True, 1e-5
+    return {"model": out, "generator": generator, "vocab": vocab, "opt": options, "optim": None}
+
+
+# -- one decode in a fresh process -----------------------------------------------------------------
+
+
+def read_pieces(path: Path) -> list[list[str]]:
+    return [line.split() for line in read_lines(path)]
+
+
+def seqattn_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Decode the test pieces with the saved checkpoint (seqattn), as ``translation.py`` does."""
+    from seqattn.allocator import keep_freed_memory
+    from seqattn.models.build import build_seq2seq
+    from seqattn.quantization import quantize_int8
+    from seqattn.training.checkpoint import load_checkpoint
+
+    set_threads(spec["threads"])
+    keep_freed_memory()  # as seqattn.load and the Trainer do
+    tokenizer = Tokenizer.load(spec["tokenizer"])
+    saved = load_checkpoint(Path(spec["checkpoint"]))
+    config = TransformerConfig(**saved["config"])
+    model = build_seq2seq(config, src_vocab=tokenizer.vocab_size, tgt_vocab=tokenizer.vocab_size)
+    model.load_state_dict(saved["model"])
+    model.eval()
+    if spec["precision"] == "int8":
+        quantize_int8(model)
+    sources = [[tokenizer.piece_to_id(p) for p in line] for line in read_pieces(Path(spec["source"]))]
+    result = decode(
+        model,
+        sources,
+        read_lines(Path(spec["references"])),
+        tokenizer,
+        beam=spec["beam"],
+        batch=spec["batch"],
+        device=torch.device("cpu"),
+        precision="fp32" if spec["precision"] == "int8" else spec["precision"],
+        keep_outputs=True,
+    )
+    result["outputs"] = [" ".join(tokenizer.id_to_piece(i) for i in ids) for ids in result["outputs"]]
+    return result
+
+
+def run_seqattn(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    spec_path, out_path = scratch / "spec.json", scratch / "out.json"
+    spec_path.write_text(json.dumps(spec))
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        str(spec_path),
+        "--worker-out",
+        str(out_path),
+    ]
+    completed = subprocess.run(command, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(f"error: the seqattn decode ({spec['precision']}, beam {spec['beam']}) failed")
+    return json.loads(out_path.read_text())
+
+
+def run_opennmt(
+    checkpoint: Path,
+    source: Path,
+    *,
+    beam: int,
+    batch: int,
+    threads: int,
+    peers_work: Path,
+    harness: Path,
+    scratch: Path,
+) -> dict[str, Any]:
+    """The harness's decode command (``run.sh``), timed by its hook; returns seconds and outputs."""
+    output, record = scratch / f"onmt_b{beam}.pieces", scratch / f"onmt_b{beam}.jsonl"
+    record.unlink(missing_ok=True)
+    search = ["-random_sampling_topk", "1"] if beam == 1 else []
+    command = [
+        str(peers_work / "onmt" / "bin" / "python"),
+        str(harness / "bench_hook.py"),
+        "onmt",
+        "translate",
+        "-model", str(checkpoint),
+        "-src", str(source),
+        "-output", str(output),
+        "-beam_size", str(beam),
+        "-batch_size", str(batch),
+        "-batch_type", "sents",
+        "-max_length_ratio", "1.5",
+        "-length_penalty", "wu",
+        "-alpha", "1.0",
+        *search,
+        "-n_best", "1",
+        "-seed", "42",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "BENCH_THREADS": str(threads),
+        "BENCH_LOG": str(record),
+        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",  # OpenNMT-py checkpoints hold argparse.Namespace
+    }
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        tail = completed.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise SystemExit(f"error: OpenNMT-py's decode (beam {beam}) failed: {tail[0]}")
+    events = [json.loads(line) for line in record.read_text().splitlines()]
+    seconds = next(e["sec"] for e in events if e.get("ev") == "decode")
+    return {"dec_sec": seconds, "outputs": [" ".join(p) for p in read_pieces(output)]}
+
+
+# -- the parent --------------------------------------------------------------------------------------
+
+
+def latest_checkpoint(directory: Path) -> Path:
+    found = sorted(directory.glob("model_step_*.pt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    if not found:
+        raise SystemExit(f"error: no OpenNMT-py checkpoint in {directory} (run make bench-peers first)")
+    return found[-1]
+
+
+def summarize(runs: list[dict[str, Any]], sentences: int) -> dict[str, Any]:
+    seconds = [run["dec_sec"] for run in runs]
+    return {
+        "dec_sec": seconds,
+        "median_sec": statistics.median(seconds),
+        "sents_per_s": sentences / statistics.median(seconds),
+        "out_pieces": sum(len(line.split()) for line in runs[0]["outputs"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--models", type=Path, default=None, help="translation.py --save-models directory (required)"
+    )
+    parser.add_argument("--peers-work", type=Path, default=DEFAULT_PEERS_WORK, help="the peers' WORK_DIR")
+    parser.add_argument("--harness", type=Path, default=DEFAULT_HARNESS, help="the peers' harness directory")
+    parser.add_argument("--onmt-template", type=Path, default=None, help="OpenNMT-py Transformer checkpoint")
+    parser.add_argument("--from", dest="data_dir", type=Path, default=DEFAULT_DATA, help="Multi30k directory")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds per search")
+    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--batch", type=int, default=64, help="sentences per decoding batch")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cpu-int8", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "same_checkpoint.json")
+    parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker is not None:
+        args.worker_out.write_text(json.dumps(seqattn_worker(json.loads(args.worker.read_text()))))
+        return
+
+    if args.models is None:
+        parser.error("--models is required")
+    from seqattn.metrics import corpus_bleu
+    from seqattn.quantization import native_int8
+    from seqattn.training.checkpoint import load_checkpoint
+
+    start = time.perf_counter()
+    set_threads(args.threads)
+    checkpoint, tokenizer_path = args.models / "transformer.pt", args.models / "spm.model"
+    for path in (checkpoint, tokenizer_path, args.peers_work / "onmt" / "bin" / "python"):
+        if not path.exists():
+            raise SystemExit(f"error: {path} is missing (run make bench-peers first)")
+    template_path = args.onmt_template or latest_checkpoint(
+        args.peers_work / "runs" / "onmt_transformer" / "model"
+    )
+    tokenizer = Tokenizer.load(tokenizer_path)
+    saved = load_checkpoint(checkpoint)
+    config = TransformerConfig(**saved["config"])
+    template = torch.load(template_path, map_location="cpu", weights_only=False)  # holds argparse.Namespace
+    references_path = data_file(args.data_dir, f"{TEST_STEM}.en")
+    references = read_lines(references_path)
+    int8 = args.cpu_int8 == "on" or (args.cpu_int8 == "auto" and native_int8())
+    variants = ["fp32", "int8"] if int8 else ["fp32"]
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    machine = describe_machine(torch.device("cpu"))
+    console.print(
+        f"[bold]machine[/]: {machine['cpu']} ({machine['cpu_count']} logical cores), torch {machine['torch']}"
+    )
+
+    with tempfile.TemporaryDirectory(prefix="seqattn-same-") as scratch_name:
+        scratch = Path(scratch_name)
+        converted = scratch / "onmt_transformer.pt"
+        torch.save(to_opennmt(saved["model"], config, tokenizer, template), converted)
+        source = scratch / "test.de"
+        pieces = read_pieces(args.peers_work / "data" / "test.de")
+        source.write_text("".join(" ".join([*line, "</s>"]) + "\n" for line in pieces), encoding="utf-8")
+        plain = scratch / "test.plain.de"
+        plain.write_text("".join(" ".join(line) + "\n" for line in pieces), encoding="utf-8")
+        runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for beam in args.beams:
+            for round_ in range(args.repeats):
+                order = ["onmt", *variants] if round_ % 2 else [*variants, "onmt"]
+                for who in order:
+                    log(f"beam {beam}, round {round_ + 1}/{args.repeats}: {who}")
+                    if who == "onmt":
+                        run = run_opennmt(
+                            converted,
+                            source,
+                            beam=beam,
+                            batch=args.batch,
+                            threads=args.threads,
+                            peers_work=args.peers_work,
+                            harness=args.harness,
+                            scratch=scratch,
+                        )
+                    else:
+                        spec = {
+                            "checkpoint": str(checkpoint),
+                            "tokenizer": str(tokenizer_path),
+                            "source": str(plain),
+                            "references": str(references_path),
+                            "beam": beam,
+                            "batch": args.batch,
+                            "threads": args.threads,
+                            "precision": who,
+                        }
+                        run = run_seqattn(spec, scratch)
+                    runs.setdefault((who, beam), []).append(run)
+
+    sentences = len(pieces)
+    results: dict[str, Any] = {}
+    steps = f" after {saved['steps']} steps" if saved.get("steps") else ""
+    table = Table(title=f"One checkpoint (seqattn's Transformer{steps}), decoded by both toolkits")
+    for column in (
+        "search",
+        "decoder",
+        "sents/s (median)",
+        "vs OpenNMT-py",
+        "round ratios",
+        "BLEU",
+        "out pieces",
+        "same output as OpenNMT-py",
+    ):
+        table.add_column(column, justify="left" if column in ("search", "decoder") else "right")
+    for beam in args.beams:
+        onmt = summarize(runs[("onmt", beam)], sentences)
+        onmt["bleu"] = corpus_bleu(
+            [tokenizer.decode_pieces(o.split()) for o in runs[("onmt", beam)][0]["outputs"]], references
+        ).score
+        results[f"onmt_beam{beam}"] = onmt
+        search = "greedy" if beam == 1 else f"beam {beam}"
+        table.add_row(
+            search,
+            "OpenNMT-py 3.5.1",
+            f"{onmt['sents_per_s']:.1f}",
+            "1.00x",
+            "",
+            f"{onmt['bleu']:.2f}",
+            f"{onmt['out_pieces']:,}",
+            "",
+        )
+        for variant in variants:
+            mine = summarize(runs[(variant, beam)], sentences)
+            mine["bleu"] = runs[(variant, beam)][0]["bleu"]
+            ratios = [
+                o["dec_sec"] / m["dec_sec"]
+                for o, m in zip(runs[("onmt", beam)], runs[(variant, beam)], strict=True)
+            ]
+            same = sum(
+                a == b
+                for a, b in zip(
+                    runs[(variant, beam)][0]["outputs"], runs[("onmt", beam)][0]["outputs"], strict=True
+                )
+            )
+            mine.update(
+                ratio=onmt["median_sec"] / mine["median_sec"],
+                round_ratios=ratios,
+                identical_to_onmt=same / sentences,
+            )
+            results[f"seqattn_{variant}_beam{beam}"] = mine
+            table.add_row(
+                search,
+                f"seqattn {variant}",
+                f"{mine['sents_per_s']:.1f}",
+                f"{mine['ratio']:.2f}x",
+                f"{min(ratios):.2f}-{max(ratios):.2f}x",
+                f"{mine['bleu']:.2f}",
+                f"{mine['out_pieces']:,}",
+                f"{100 * same / sentences:.1f}%",
+            )
+    console.print(table)
+    console.print(
+        f"{args.repeats} alternating rounds, each decode in a fresh process; ratios > 1: seqattn faster. "
+        "Outputs differ where seqattn's per-sentence length cap (1.5 n + 5) ends a sentence that "
+        "OpenNMT-py's per-batch cap lets go on, and (beam) where the searches finish hypotheses differently."
+    )
+    output = {
+        "machine": machine,
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k not in ("worker", "worker_out")
+        },
+        "onmt_template": str(template_path),
+        "checkpoint_steps": saved.get("steps"),
+        "results": results,
+        "total_wall_s": round(time.perf_counter() - start, 1),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(output, indent=2) + "\n")
+    console.print(f"wrote {args.json} ({output['total_wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The benchmark's seqattn -> OpenNMT-py Transformer conversion (benchmarks/same_checkpoint.py).
+
+That OpenNMT-py then computes the same function is checked where OpenNMT-py is installed, by the
+benchmark itself (share of identical outputs); here: the mapping of vocabulary rows and
+projections, and its refusals."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from same_checkpoint import to_opennmt
+
+from seqattn.config import TransformerConfig
+from seqattn.models.build import build_seq2seq
+
+PIECES = ["<pad>", "<unk>", "<s>", "</s>", "▁a", "b", "▁c", "d"]
+
+
+class Pieces:
+    vocab_size = len(PIECES)
+
+    def piece_to_id(self, piece: str) -> int:
+        return PIECES.index(piece)
+
+
+def template(config: TransformerConfig, itos: list[str]) -> dict:
+    """An OpenNMT-py-shaped checkpoint: the parameter names of its pre-norm Transformer."""
+    d, f = config.d_model, config.ffn_dim
+    model: dict[str, torch.Tensor] = {}
+
+    def attention(prefix: str) -> None:
+        for name in ("linear_keys", "linear_values", "linear_query", "final_linear"):
+            model[f"{prefix}.{name}.weight"] = torch.zeros(d, d)
+
+    def norm(prefix: str) -> None:
+        model[f"{prefix}.weight"], model[f"{prefix}.bias"] = torch.zeros(d), torch.zeros(d)
+
+    def ffn(prefix: str) -> None:
+        model[f"{prefix}.w_1.weight"], model[f"{prefix}.w_2.weight"] = torch.zeros(f, d), torch.zeros(d, f)
+        norm(f"{prefix}.layer_norm")
+
+    for side in ("encoder", "decoder"):
+        model[f"{side}.embeddings.make_embedding.emb_luts.0.weight"] = torch.zeros(len(itos), d)
+        model[f"{side}.embeddings.make_embedding.pe.pe"] = torch.zeros(50, 1, d)
+        norm(f"{side}.layer_norm")
+    for i in range(config.encoder_layers):
+        attention(f"encoder.transformer.{i}.self_attn")
+        norm(f"encoder.transformer.{i}.layer_norm")
+        ffn(f"encoder.transformer.{i}.feed_forward")
+    for i in range(config.decoder_layers):
+        layer = f"decoder.transformer_layers.{i}"
+        attention(f"{layer}.self_attn")
+        attention(f"{layer}.context_attn")
+        norm(f"{layer}.layer_norm_1")
+        norm(f"{layer}.layer_norm_2")
+        ffn(f"{layer}.feed_forward")
+    options = argparse.Namespace(add_qkvbias=False, add_ffnbias=False, norm_eps=1e-6)
+    return {"model": model, "vocab": {"src": itos, "tgt": itos}, "opt": options}
+
+
+CONFIG = TransformerConfig(d_model=8, num_heads=2, ffn_dim=16, encoder_layers=2, decoder_layers=2)
+ONMT_ITOS = ["<unk>", "<blank>", "<s>", "</s>", "d", "▁a", "▁c", "b"]
+
+
+def test_rows_follow_the_pieces_and_projections_split_in_order() -> None:
+    torch.manual_seed(0)
+    model = build_seq2seq(CONFIG, src_vocab=len(PIECES), tgt_vocab=len(PIECES))
+    state = model.state_dict()
+    converted = to_opennmt(state, CONFIG, Pieces(), template(CONFIG, ONMT_ITOS))
+    out = converted["model"]
+    ours = {"<unk>": "<unk>", "<blank>": "<pad>", "<s>": "<s>", "</s>": "</s>"}
+    for onmt_id, piece in enumerate(ONMT_ITOS):
+        row = PIECES.index(ours.get(piece, piece))
+        for side, embed in (("encoder", "src_embed"), ("decoder", "tgt_embed")):
+            torch.testing.assert_close(
+                out[f"{side}.embeddings.make_embedding.emb_luts.0.weight"][onmt_id],
+                state[f"{embed}.tokens.weight"][row],
+            )
+    torch.testing.assert_close(
+        converted["generator"]["weight"], out["decoder.embeddings.make_embedding.emb_luts.0.weight"]
+    )
+    assert not converted["generator"]["bias"].any()
+    attention = "decoder.transformer_layers.1.context_attn"
+    fused = torch.cat([out[f"{attention}.linear_{n}.weight"] for n in ("query", "keys", "values")])
+    torch.testing.assert_close(fused, state["decoder.1.cross_attn.in_proj.weight"])
+    torch.testing.assert_close(
+        out["encoder.transformer.0.feed_forward.layer_norm.weight"], state["encoder.0.norm2.weight"]
+    )
+    torch.testing.assert_close(
+        out["decoder.transformer_layers.0.feed_forward.layer_norm.bias"], state["decoder.0.norm3.bias"]
+    )
+    options = converted["opt"]
+    assert (options.add_qkvbias, options.add_ffnbias, options.norm_eps) == (True, True, 1e-5)
+
+
+def test_refuses_a_vocabulary_that_is_not_the_same_pieces() -> None:
+    model = build_seq2seq(CONFIG, src_vocab=len(PIECES), tgt_vocab=len(PIECES))
+    itos = [*ONMT_ITOS[:-1], "▁c"]  # "b" missing, "▁c" twice
+    with pytest.raises(ValueError, match="not a reordering"):
+        to_opennmt(model.state_dict(), CONFIG, Pieces(), template(CONFIG, itos))
+
+
+def test_refuses_architectures_it_cannot_express() -> None:
+    config = TransformerConfig(
+        d_model=8, num_heads=2, ffn_dim=16, encoder_layers=1, decoder_layers=1, pre_norm=False
+    )
+    model = build_seq2seq(config, src_vocab=len(PIECES), tgt_vocab=len(PIECES))
+    with pytest.raises(ValueError, match="pre-norm"):
+        to_opennmt(model.state_dict(), config, Pieces(), template(config, ONMT_ITOS))
