@@ -10,7 +10,7 @@ PIP    := $(BIN)/python -m pip
 OFFLINE := HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-all lint format bench bench-peers clean
+.PHONY: help setup demo test test-all lint format bench bench-peers bench-rounds clean
 
 help:
 	@echo "make demo      set up .venv and run the main job on the embedded default data"
@@ -18,6 +18,7 @@ help:
 	@echo "make test-all  also run the slow end-to-end tests"
 	@echo "make bench     run the benchmarks (about 35-45 minutes on 2 cores; writes benchmarks/results/)"
 	@echo "make bench-peers  the peer toolkits, then seqattn, on one workload (about 40 minutes)"
+	@echo "make bench-rounds training tokens/s against OpenNMT-py, 3 alternating rounds (after bench-peers)"
 	@echo "make lint      ruff check and format check"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -75,6 +76,12 @@ bench-peers: setup
 		--save-models $(PEERS_WORK)/seqattn-models
 	$(OFFLINE) $(BIN)/python benchmarks/same_checkpoint.py --from $(MULTI30K) --models $(PEERS_WORK)/seqattn-models \
 		--peers-work $(PEERS_WORK) --harness $(PEERS_HARNESS)
+
+# Training throughput against OpenNMT-py, the toolkits alternating over three rounds, medians
+# (one same-run ratio moves by up to 25% on a shared machine). Needs bench-peers' environments.
+bench-rounds: setup
+	$(OFFLINE) $(BIN)/python benchmarks/train_rounds.py --from $(MULTI30K) --peers-work $(PEERS_WORK) \
+		--harness $(PEERS_HARNESS) --peer-spm $(PEERS_HARNESS)/data/spm.model
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -7,7 +7,7 @@ the Transformer that ``translation.py --save-models DIR`` wrote is converted int
 3.5.1 checkpoint and translated by the peers' harness command, alternately with seqattn.
 
 **Conversion** (:func:`to_opennmt`). Both are pre-norm Transformers with sinusoidal positions
-(interleaved sin/cos, checked against OpenNMT-py's own table), embeddings scaled by sqrt(d) and
+(interleaved sin/cos; the conversion checks OpenNMT-py's table against seqattn's), embeddings scaled by sqrt(d) and
 the decoder embedding tied to the output layer. Parameter by parameter: the fused ``in_proj``
 rows ``[W_q; W_k; W_v]`` become ``linear_query``/``linear_keys``/``linear_values``,
 ``out_proj`` ``final_linear``; ``ffn.0``/``ffn.3`` become ``w_1``/``w_2``; the encoder layer's
@@ -75,6 +75,7 @@ from translation import DEFAULT_DATA, ROOT, TEST_STEM, data_file, decode, read_l
 
 from seqattn.config import TransformerConfig
 from seqattn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from seqattn.models.transformer import sinusoidal_table
 
 ONMT_SPECIALS = {"<unk>": UNK_ID, "<blank>": PAD_ID, "<s>": BOS_ID, "</s>": EOS_ID}
 """OpenNMT-py's special tokens and the seqattn ids of the same roles."""
@@ -130,7 +131,10 @@ def to_opennmt(
     for side, embed in (("encoder", "src_embed"), ("decoder", "tgt_embed")):
         prefix = f"{side}.embeddings.make_embedding"
         out[f"{prefix}.emb_luts.0.weight"] = state[f"{embed}.tokens.weight"][rows]
-        out[f"{prefix}.pe.pe"] = template["model"][f"{prefix}.pe.pe"]
+        table = template["model"][f"{prefix}.pe.pe"]  # (max_len, 1, D)
+        if not torch.allclose(table[:, 0], sinusoidal_table(table.size(0), d), atol=1e-5):
+            raise ValueError("the template's position table is not seqattn's interleaved sinusoids")
+        out[f"{prefix}.pe.pe"] = table
     for i in range(config.encoder_layers):
         layer = f"encoder.transformer.{i}"
         copy_attention(f"{layer}.self_attn", f"encoder.{i}.self_attn")

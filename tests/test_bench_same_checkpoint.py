@@ -19,6 +19,7 @@ from same_checkpoint import to_opennmt
 
 from seqattn.config import TransformerConfig
 from seqattn.models.build import build_seq2seq
+from seqattn.models.transformer import sinusoidal_table
 
 PIECES = ["<pad>", "<unk>", "<s>", "</s>", "▁a", "b", "▁c", "d"]
 
@@ -48,7 +49,7 @@ def template(config: TransformerConfig, itos: list[str]) -> dict:
 
     for side in ("encoder", "decoder"):
         model[f"{side}.embeddings.make_embedding.emb_luts.0.weight"] = torch.zeros(len(itos), d)
-        model[f"{side}.embeddings.make_embedding.pe.pe"] = torch.zeros(50, 1, d)
+        model[f"{side}.embeddings.make_embedding.pe.pe"] = sinusoidal_table(50, d)[:, None]
         norm(f"{side}.layer_norm")
     for i in range(config.encoder_layers):
         attention(f"encoder.transformer.{i}.self_attn")
@@ -114,3 +115,15 @@ def test_refuses_architectures_it_cannot_express() -> None:
     model = build_seq2seq(config, src_vocab=len(PIECES), tgt_vocab=len(PIECES))
     with pytest.raises(ValueError, match="pre-norm"):
         to_opennmt(model.state_dict(), config, Pieces(), template(config, ONMT_ITOS))
+
+
+def test_refuses_another_position_table() -> None:
+    model = build_seq2seq(CONFIG, src_vocab=len(PIECES), tgt_vocab=len(PIECES))
+    checkpoint = template(CONFIG, ONMT_ITOS)
+    table = checkpoint["model"]["decoder.embeddings.make_embedding.pe.pe"]
+    d = CONFIG.d_model
+    checkpoint["model"]["decoder.embeddings.make_embedding.pe.pe"] = torch.cat(  # sin | cos halves
+        [table[..., 0::2], table[..., 1::2]], dim=-1
+    ).view(-1, 1, d)
+    with pytest.raises(ValueError, match="position table"):
+        to_opennmt(model.state_dict(), CONFIG, Pieces(), checkpoint)
