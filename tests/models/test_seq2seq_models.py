@@ -244,3 +244,29 @@ def test_learns_to_reverse_short_sequences(name: str) -> None:
         for row, k in enumerate(lengths.tolist())
     )
     assert correct / 64 >= 0.9, f"{name}: {correct}/64 reversed exactly"
+
+
+def test_rnn_training_path_matches_the_default_lstm_kernel() -> None:
+    """fp32 training runs the decoder LSTM on torch's own cell instead of oneDNN's primitive:
+    the same loss and gradients, and the global oneDNN switch is left as it was."""
+    torch.manual_seed(0)
+    model = rnn(style="luong", score="additive").train()  # dropout 0: deterministic in train mode
+    src, lengths = batch([5, 3, 6])
+    tgt_in = batch([4, 4, 4], seed=1)[0]
+
+    def loss_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        logits, _ = model(src, lengths, tgt_in)
+        loss = logits.logsumexp(-1).sum()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    before = torch._C._get_mkldnn_enabled()
+    loss, grads = loss_and_grads()
+    assert torch._C._get_mkldnn_enabled() == before
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RNNSeq2Seq, "_run_lstm", lambda self, x, hidden: self.lstm(x, hidden))
+        want_loss, want_grads = loss_and_grads()
+    torch.testing.assert_close(loss, want_loss)
+    for got, want in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
