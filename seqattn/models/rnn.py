@@ -263,8 +263,9 @@ class RNNSeq2Seq(nn.Module):
 
         For fp32 training on CPU this bypasses oneDNN: torch picks oneDNN's RNN primitive for
         fp32 CPU tensors, and for one position of the benchmark RNN (about 250 sentences, 2 x 256)
-        its backward took 3.9 ms a layer; torch's own LSTM cell made a whole training step 1.04x
-        faster (paired A/B). Inference and reduced precision keep the default.
+        its backward took 3.9 ms a layer; torch's own LSTM cell made a whole training step
+        1.03-1.05x faster (three paired A/Bs). Inference (where the native cell was 0.93x) and
+        reduced precision keep the default.
         """
         if (
             self.training
