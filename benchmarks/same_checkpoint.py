@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -68,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _peers import DEFAULT_HARNESS, DEFAULT_PEERS_WORK, logger, run_onmt
 from _timing import describe_machine
 from rich.console import Console
 from rich.table import Table
@@ -80,12 +80,7 @@ from seqattn.models.transformer import sinusoidal_table
 ONMT_SPECIALS = {"<unk>": UNK_ID, "<blank>": PAD_ID, "<s>": BOS_ID, "</s>": EOS_ID}
 """OpenNMT-py's special tokens and the seqattn ids of the same roles."""
 
-DEFAULT_PEERS_WORK = Path("/tmp/seqattn-peers")
-DEFAULT_HARNESS = ROOT.parent / "shared" / "bench" / "peers"
-
-
-def log(message: str) -> None:
-    print(f"[same_checkpoint {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = logger("same_checkpoint")
 
 
 # -- the conversion ------------------------------------------------------------------------------
@@ -230,14 +225,9 @@ def run_opennmt(
     scratch: Path,
 ) -> dict[str, Any]:
     """The harness's decode command (``run.sh``), timed by its hook; returns seconds and outputs."""
-    output, record = scratch / f"onmt_b{beam}.pieces", scratch / f"onmt_b{beam}.jsonl"
-    record.unlink(missing_ok=True)
+    output = scratch / f"onmt_b{beam}.pieces"
     search = ["-random_sampling_topk", "1"] if beam == 1 else []
-    command = [
-        str(peers_work / "onmt" / "bin" / "python"),
-        str(harness / "bench_hook.py"),
-        "onmt",
-        "translate",
+    arguments = [
         "-model", str(checkpoint),
         "-src", str(source),
         "-output", str(output),
@@ -251,19 +241,15 @@ def run_opennmt(
         "-n_best", "1",
         "-seed", "42",
     ]  # fmt: skip
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "BENCH_THREADS": str(threads),
-        "BENCH_LOG": str(record),
-        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",  # OpenNMT-py checkpoints hold argparse.Namespace
-    }
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        tail = completed.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise SystemExit(f"error: OpenNMT-py's decode (beam {beam}) failed: {tail[0]}")
-    events = [json.loads(line) for line in record.read_text().splitlines()]
+    events = run_onmt(
+        "translate",
+        arguments,
+        peers_work=peers_work,
+        harness=harness,
+        threads=threads,
+        record=scratch / f"onmt_b{beam}.jsonl",
+        what=f"decode (beam {beam})",
+    )
     seconds = next(e["sec"] for e in events if e.get("ev") == "decode")
     return {"dec_sec": seconds, "outputs": [" ".join(p) for p in read_pieces(output)]}
 

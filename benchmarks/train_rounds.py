@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _peers import DEFAULT_HARNESS, DEFAULT_PEERS_WORK, logger, run_onmt
 from _timing import describe_machine
 from rich.console import Console
 from rich.table import Table
@@ -45,12 +44,7 @@ from translation import DEFAULT_DATA, DEFAULT_PEER_SPM, LABELS, MODELS, ROOT, ru
 
 from seqattn.data.tokenizer import Tokenizer
 
-DEFAULT_PEERS_WORK = Path("/tmp/seqattn-peers")
-DEFAULT_HARNESS = ROOT.parent / "shared" / "bench" / "peers"
-
-
-def log(message: str) -> None:
-    print(f"[train_rounds {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = logger("train_rounds")
 
 
 def peer_config(rendered: Path, *, steps: int, model_dir: Path) -> str:
@@ -89,26 +83,15 @@ def run_opennmt(name: str, args: argparse.Namespace, scratch: Path) -> float:
         encoding="utf-8",
     )
     record = scratch / f"onmt_{name}.jsonl"
-    record.unlink(missing_ok=True)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(args.threads),
-        "MKL_NUM_THREADS": str(args.threads),
-        "BENCH_THREADS": str(args.threads),
-        "BENCH_LOG": str(record),
-    }
-    command = [
-        str(args.peers_work / "onmt" / "bin" / "python"),
-        str(args.harness / "bench_hook.py"),
-        "onmt",
+    run_onmt(
         "train",
-        "-config",
-        str(config),
-    ]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        tail = completed.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise SystemExit(f"error: OpenNMT-py training ({name}) failed: {tail[0]}")
+        ["-config", str(config)],
+        peers_work=args.peers_work,
+        harness=args.harness,
+        threads=args.threads,
+        record=record,
+        what=f"training ({name})",
+    )
     return onmt_tokens_per_s(record, warmup=args.warmup, steps=args.steps)
 
 
