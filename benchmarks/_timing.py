@@ -16,6 +16,7 @@ and a fast call is repeated ``inner`` times inside one sample so that a sample l
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 import platform
@@ -24,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -227,3 +230,17 @@ def describe_machine(device: torch.device) -> dict[str, object]:
         info["gpu_capability"] = f"{props.major}.{props.minor}"
         info["cuda"] = torch.version.cuda
     return info
+
+
+def write_report(args: Any, output: dict[str, Any], *, start: float, console: Any) -> None:
+    """Write ``output`` to ``args.json`` with the command-line settings (paths as strings, the
+    hidden worker options left out) and the wall time since ``start``; say where it went."""
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in ("worker", "worker_out")
+    }
+    report = {**output, "settings": settings, "total_wall_s": round(time.perf_counter() - start, 1)}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"wrote {args.json} ({report['total_wall_s']:.0f} s)")

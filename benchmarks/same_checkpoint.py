@@ -59,7 +59,6 @@ import argparse
 import copy
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -68,10 +67,19 @@ from typing import Any
 
 import torch
 from _peers import DEFAULT_HARNESS, DEFAULT_PEERS_WORK, logger, run_onmt
-from _timing import describe_machine
+from _timing import describe_machine, write_report
 from rich.console import Console
 from rich.table import Table
-from translation import DEFAULT_DATA, ROOT, TEST_STEM, data_file, decode, read_lines, set_threads
+from translation import (
+    DEFAULT_DATA,
+    ROOT,
+    TEST_STEM,
+    data_file,
+    decode,
+    read_lines,
+    run_subprocess,
+    set_threads,
+)
 
 from seqattn.config import TransformerConfig
 from seqattn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
@@ -197,20 +205,9 @@ def seqattn_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_seqattn(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
-    spec_path, out_path = scratch / "spec.json", scratch / "out.json"
-    spec_path.write_text(json.dumps(spec))
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        str(spec_path),
-        "--worker-out",
-        str(out_path),
-    ]
-    completed = subprocess.run(command, check=False)
-    if completed.returncode != 0:
-        raise SystemExit(f"error: the seqattn decode ({spec['precision']}, beam {spec['beam']}) failed")
-    return json.loads(out_path.read_text())
+    """One seqattn decode in a fresh interpreter (this script's worker)."""
+    tag = f"seqattn-{spec['precision']}-beam{spec['beam']}"
+    return run_subprocess(spec, scratch, script=Path(__file__).resolve(), tag=tag)
 
 
 def run_opennmt(
@@ -434,19 +431,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     output = {
         "machine": machine,
-        "settings": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items()
-            if k not in ("worker", "worker_out")
-        },
         "onmt_template": str(template_path),
         "checkpoint_steps": saved.get("steps"),
         "results": results,
-        "total_wall_s": round(time.perf_counter() - start, 1),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(output, indent=2) + "\n")
-    console.print(f"wrote {args.json} ({output['total_wall_s']:.0f} s)")
+    write_report(args, output, start=start, console=console)
 
 
 if __name__ == "__main__":

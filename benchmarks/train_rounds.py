@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 from _peers import DEFAULT_HARNESS, DEFAULT_PEERS_WORK, logger, run_onmt
-from _timing import describe_machine
+from _timing import describe_machine, write_report
 from rich.console import Console
 from rich.table import Table
 from translation import DEFAULT_DATA, DEFAULT_PEER_SPM, LABELS, MODELS, ROOT, run_subprocess, set_threads
@@ -193,15 +193,7 @@ def main(argv: list[str] | None = None) -> None:
             " / ".join(f"{r:,.0f}" for r in mine),
         )
     console.print(table)
-    output = {
-        "machine": machine,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "results": results,
-        "total_wall_s": round(time.perf_counter() - start, 1),
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(output, indent=2) + "\n")
-    console.print(f"wrote {args.json} ({output['total_wall_s']:.0f} s)")
+    write_report(args, {"machine": machine, "results": results}, start=start, console=console)
 
 
 if __name__ == "__main__":

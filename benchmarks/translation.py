@@ -143,7 +143,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _timing import _busy_cpu_seconds, describe_machine, measure, resolve_device, synchronize
+from _timing import _busy_cpu_seconds, describe_machine, measure, resolve_device, synchronize, write_report
 from rich.console import Console
 from rich.table import Table
 
@@ -727,14 +727,17 @@ def peer_flops_per_token(lengths: dict[str, list[int]], name: str) -> float:
     return flops / (sum(src) + sum(tgt))
 
 
-def run_subprocess(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
-    """Run one worker in a fresh interpreter; returns its result plus the other CPU load meanwhile."""
-    tag = f"{spec['model']}-{spec['precision']}"
+def run_subprocess(
+    spec: dict[str, Any], scratch: Path, *, script: Path | None = None, tag: str | None = None
+) -> dict[str, Any]:
+    """Run one worker (``script --worker SPEC --worker-out OUT``, by default this script) in a
+    fresh interpreter; returns its result plus the other CPU load meanwhile."""
+    tag = tag or f"{spec['model']}-{spec['precision']}"
     spec_path, out_path = scratch / f"{tag}.spec.json", scratch / f"{tag}.out.json"
     spec_path.write_text(json.dumps(spec))
     command = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        str(script or Path(__file__).resolve()),
         "--worker",
         str(spec_path),
         "--worker-out",
@@ -1147,21 +1150,13 @@ def main(argv: list[str] | None = None) -> None:
 
     output = {
         "machine": machine,
-        "settings": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items()
-            if k not in ("worker", "worker_out")
-        },
         "tokenizer": tokenizer_info,
         "matmul_peak": peaks,
         "seqattn": rows,
         "peers": peers,
         "ratios": ratios,
-        "total_wall_s": round(time.perf_counter() - start, 1),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(output, indent=2) + "\n")
-    console.print(f"wrote {args.json} ({output['total_wall_s']:.0f} s)")
+    write_report(args, output, start=start, console=console)
 
 
 if __name__ == "__main__":
