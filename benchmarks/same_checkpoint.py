@@ -42,6 +42,14 @@ first in odd ones), so slow spells of a shared machine hit both; the table repor
 ratio of the medians, and the range of the per-round ratios. With int8 instructions (VNNI) the
 same checkpoint is also decoded by seqattn in int8 (``--cpu-int8``).
 
+**Kernel floor** (``--floor``, on by default). One more fp32 decode per search runs under
+``torch.profiler``, and the self time of its operators is summed by kind: matrix multiplies,
+attention kernels, log-softmax/argmax/top-k, layer norms -- the torch kernels any decoder of
+these weights runs for the same rows (OpenNMT-py's attention is a matmul and a softmax) -- and
+everything else (copies, gathers, masks, elementwise glue). Against the time the issue's target
+leaves (OpenNMT-py's median over 1.5 for greedy, over 2 for beam 5): if the kernels alone take
+longer, no change outside them reaches the target in fp32.
+
 The RNN is not converted: seqattn's RNN initialises its decoder through a tanh bridge from the
 encoder's final states, OpenNMT-py's (``bridge`` off, as in the peers' config) with those
 states themselves, so no setting of the weights makes the two compute the same function.
@@ -189,24 +197,53 @@ def seqattn_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["precision"] == "int8":
         quantize_int8(model)
     sources = [[tokenizer.piece_to_id(p) for p in line] for line in read_pieces(Path(spec["source"]))]
-    result = decode(
-        model,
-        sources,
-        read_lines(Path(spec["references"])),
-        tokenizer,
-        beam=spec["beam"],
-        batch=spec["batch"],
-        device=torch.device("cpu"),
-        precision="fp32" if spec["precision"] == "int8" else spec["precision"],
-        keep_outputs=True,
-    )
+    options = {
+        "beam": spec["beam"],
+        "batch": spec["batch"],
+        "device": torch.device("cpu"),
+        "precision": "fp32" if spec["precision"] == "int8" else spec["precision"],
+        "keep_outputs": True,
+    }
+    references = read_lines(Path(spec["references"]))
+    if spec.get("profile"):
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            result = decode(model, sources, references, tokenizer, **options)
+        result["kernels"] = kernel_seconds(profiler.key_averages())
+    else:
+        result = decode(model, sources, references, tokenizer, **options)
     result["outputs"] = [" ".join(tokenizer.id_to_piece(i) for i in ids) for ids in result["outputs"]]
     return result
 
 
+KERNELS = {
+    "matrix multiplies": ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::_mkldnn_linear"),
+    "attention": ("scaled_dot_product", "flash_attention", "aten::_softmax"),
+    "log-softmax, argmax, top-k": ("aten::_log_softmax", "aten::max", "aten::amax", "aten::topk"),
+    "layer norm": ("layer_norm",),
+}
+"""Operator self times that any decoder of these weights spends (OpenNMT-py calls the same torch
+kernels for the same rows): an operator belongs to a category if its name contains a pattern."""
+
+
+def kernel_seconds(averages: Any) -> dict[str, float]:
+    """``torch.profiler`` key averages -> self CPU seconds per :data:`KERNELS` category, plus
+    ``"other operators"`` (copies, gathers, masks, elementwise glue)."""
+    totals = dict.fromkeys([*KERNELS, "other operators"], 0.0)
+    for event in averages:
+        seconds = event.self_cpu_time_total / 1e6
+        category = next(
+            (name for name, patterns in KERNELS.items() if any(p in event.key for p in patterns)),
+            "other operators",
+        )
+        totals[category] += seconds
+    return totals
+
+
 def run_seqattn(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
     """One seqattn decode in a fresh interpreter (this script's worker)."""
-    tag = f"seqattn-{spec['precision']}-beam{spec['beam']}"
+    tag = f"seqattn-{spec['precision']}-beam{spec['beam']}{'-profile' if spec.get('profile') else ''}"
     return run_subprocess(spec, scratch, script=Path(__file__).resolve(), tag=tag)
 
 
@@ -261,6 +298,73 @@ def latest_checkpoint(directory: Path) -> Path:
     return found[-1]
 
 
+def seqattn_spec(
+    checkpoint: Path, tokenizer: Path, source: Path, references: Path, beam: int, args: Any
+) -> dict[str, Any]:
+    """The worker's instructions for one fp32 decode."""
+    return {
+        "checkpoint": str(checkpoint),
+        "tokenizer": str(tokenizer),
+        "source": str(source),
+        "references": str(references),
+        "beam": beam,
+        "batch": args.batch,
+        "threads": args.threads,
+        "precision": "fp32",
+    }
+
+
+TARGETS = {"greedy": 1.5, "beam": 2.0}
+"""The issue's decoding targets: sentences/s over OpenNMT-py's on the same checkpoint."""
+
+
+def floor_table(
+    runs: dict[tuple[str, int], list[dict[str, Any]]], beams: list[int]
+) -> tuple[Table, dict[str, Any]]:
+    """Where seqattn's fp32 decode time goes, against the time the target leaves it."""
+    table = Table(title="seqattn fp32 decode under torch.profiler: operator self time against the target")
+    columns = [
+        *KERNELS,
+        "kernels together",
+        "other operators",
+        "OpenNMT-py (median)",
+        "target allows",
+        "verdict",
+    ]
+    for column in ("search", *columns):
+        table.add_column(column, justify="left" if column in ("search", "verdict") else "right")
+    results: dict[str, Any] = {}
+    for beam in beams:
+        if ("profile", beam) not in runs:
+            continue
+        kernels = runs[("profile", beam)][0]["kernels"]
+        floor = sum(kernels[name] for name in KERNELS)
+        target = TARGETS["greedy" if beam == 1 else "beam"]
+        allowed = statistics.median(r["dec_sec"] for r in runs[("onmt", beam)]) / target
+        verdict = (
+            f"out of reach: the kernels alone take {floor / allowed:.2f}x the time"
+            if floor > allowed
+            else f"everything else must fit in {allowed - floor:.2f} s"
+        )
+        results[f"beam{beam}"] = {
+            "kernels": kernels,
+            "floor_s": floor,
+            "allowed_s": allowed,
+            "target": target,
+            "profiled_decode_s": runs[("profile", beam)][0].get("dec_sec"),
+        }
+        table.add_row(
+            "greedy" if beam == 1 else f"beam {beam}",
+            *(f"{kernels[name]:.2f} s" for name in KERNELS),
+            f"{floor:.2f} s",
+            f"{kernels['other operators']:.2f} s",
+            f"{allowed * target:.2f} s",
+            f"{allowed:.2f} s ({target:g}x)",
+            verdict,
+        )
+    return table, results
+
+
 def summarize(runs: list[dict[str, Any]], sentences: int) -> dict[str, Any]:
     seconds = [run["dec_sec"] for run in runs]
     return {
@@ -285,6 +389,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=64, help="sentences per decoding batch")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cpu-int8", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one more fp32 decode per search under torch.profiler: the kernels' share (default: on)",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "same_checkpoint.json")
     parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
@@ -349,18 +459,16 @@ def main(argv: list[str] | None = None) -> None:
                             scratch=scratch,
                         )
                     else:
-                        spec = {
-                            "checkpoint": str(checkpoint),
-                            "tokenizer": str(tokenizer_path),
-                            "source": str(plain),
-                            "references": str(references_path),
-                            "beam": beam,
-                            "batch": args.batch,
-                            "threads": args.threads,
-                            "precision": who,
-                        }
-                        run = run_seqattn(spec, scratch)
+                        spec = seqattn_spec(checkpoint, tokenizer_path, plain, references_path, beam, args)
+                        run = run_seqattn({**spec, "precision": who}, scratch)
                     runs.setdefault((who, beam), []).append(run)
+            if args.floor:
+                log(f"beam {beam}: seqattn fp32 under torch.profiler")
+                spec = {
+                    **seqattn_spec(checkpoint, tokenizer_path, plain, references_path, beam, args),
+                    "profile": True,
+                }
+                runs[("profile", beam)] = [run_seqattn(spec, scratch)]
 
     sentences = len(pieces)
     results: dict[str, Any] = {}
@@ -429,11 +537,22 @@ def main(argv: list[str] | None = None) -> None:
         "Outputs differ where seqattn's per-sentence length cap (1.5 n + 5) ends a sentence that "
         "OpenNMT-py's per-batch cap lets go on, and (beam) where the searches finish hypotheses differently."
     )
+    floors: dict[str, Any] = {}
+    if args.floor:
+        floor, floors = floor_table(runs, args.beams)
+        console.print(floor)
+        console.print(
+            "Self CPU time of one more fp32 decode (the profiler adds some time of its own). Matrix "
+            "multiplies, attention kernels, log-softmax/top-k and layer norms are torch kernels that "
+            "OpenNMT-py runs for the same rows; if they alone exceed the time the target allows, no "
+            "change outside those kernels reaches it."
+        )
     output = {
         "machine": machine,
         "onmt_template": str(template_path),
         "checkpoint_steps": saved.get("steps"),
         "results": results,
+        "kernel_floor": floors,
     }
     write_report(args, output, start=start, console=console)
 

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from same_checkpoint import to_opennmt
+from same_checkpoint import KERNELS, floor_table, kernel_seconds, to_opennmt
 
 from seqattn.config import TransformerConfig
 from seqattn.models.build import build_seq2seq
@@ -127,3 +127,56 @@ def test_refuses_another_position_table() -> None:
     ).view(-1, 1, d)
     with pytest.raises(ValueError, match="position table"):
         to_opennmt(model.state_dict(), CONFIG, Pieces(), checkpoint)
+
+
+class Event:
+    def __init__(self, key: str, micros: float) -> None:
+        self.key, self.self_cpu_time_total = key, micros
+
+
+def test_kernel_seconds_sorts_operators_by_kind() -> None:
+    events = [
+        Event("aten::addmm", 2e6),
+        Event("aten::mm", 1e6),
+        Event("aten::_scaled_dot_product_flash_attention_for_cpu", 5e5),
+        Event("aten::_softmax", 1e5),
+        Event("aten::_log_softmax", 2e5),
+        Event("aten::topk", 1e5),
+        Event("aten::native_layer_norm", 3e5),
+        Event("aten::index_select", 4e5),
+        Event("aten::copy_", 1e5),
+    ]
+    totals = kernel_seconds(events)
+    assert totals == pytest.approx(
+        {
+            "matrix multiplies": 3.0,
+            "attention": 0.6,
+            "log-softmax, argmax, top-k": 0.3,
+            "layer norm": 0.3,
+            "other operators": 0.5,
+        }
+    )
+    assert set(totals) == {*KERNELS, "other operators"}
+
+
+def kernels(matmul: float, other: float) -> dict[str, float]:
+    totals = dict.fromkeys(KERNELS, 0.0)
+    totals["matrix multiplies"] = matmul
+    return {**totals, "other operators": other}
+
+
+def test_floor_table_compares_the_kernels_with_the_time_the_target_allows() -> None:
+    runs = {
+        ("onmt", 1): [{"dec_sec": 3.0}, {"dec_sec": 4.5}, {"dec_sec": 3.3}],  # median 3.3 s
+        ("profile", 1): [{"kernels": kernels(2.0, 1.0)}],
+        ("onmt", 5): [{"dec_sec": 8.0}],
+        ("profile", 5): [{"kernels": kernels(4.4, 1.0)}],
+    }
+    _, results = floor_table(runs, [1, 5, 3])  # no profile for beam 3: left out
+    assert set(results) == {"beam1", "beam5"}
+    greedy, beam = results["beam1"], results["beam5"]
+    assert greedy["target"] == 1.5 and beam["target"] == 2.0
+    assert greedy["allowed_s"] == pytest.approx(3.3 / 1.5)
+    assert greedy["floor_s"] == pytest.approx(2.0)  # under the 2.2 s allowed
+    assert beam["allowed_s"] == pytest.approx(4.0)
+    assert beam["floor_s"] > beam["allowed_s"]  # the kernels alone miss the target
