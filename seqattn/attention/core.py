@@ -6,8 +6,8 @@ attention pooling) goes through :func:`attend`. Two paths compute it:
 * **fused**: when the score is a (scaled) dot product on its prepared keys and the weights are
   not requested, ``torch.nn.functional.scaled_dot_product_attention`` does all three steps in one
   kernel (FlashAttention / memory-efficient kernels on CUDA, the fused flash kernel on CPU in
-  fp32 without dropout; for bf16 or dropout on CPU the explicit path is faster, see
-  :func:`_fused_pays`);
+  fp32 without dropout; for bf16, dropout, or decoding steps over many rows on CPU the explicit
+  path is faster, see :func:`_fused_pays`);
 * **explicit**: otherwise the scores are materialised, masked and normalised here, and the
   weights can be returned for plots and alignments.
 
@@ -50,20 +50,34 @@ def prepare_keys(keys: Tensor, *, score: Score) -> PreparedKeys:
     return PreparedKeys(score.prepare_keys(keys), score)
 
 
-def _fused_pays(query: Tensor, dropout: float) -> bool:
-    """Whether the fused kernel is the faster path for ``query``'s device and dtype.
+EXPLICIT_DECODING_ROWS = 128
+"""One-query attentions over at least this many query rows (batch x heads) take the explicit
+path on CPU in fp32; see :func:`_fused_pays`."""
 
-    Everywhere but on CPU for reduced precision or with dropout. For bf16 on CPU torch's flash
-    kernel was 3-6x slower than the explicit path on the development machine (one query over
-    200 keys, 32 x 4 heads: 1.05 ms against 0.18 ms; 30 x 30 training blocks: 1.97 against
-    0.67 ms), while in fp32 the two are within 10% of each other for these shapes. With dropout
-    the CPU has no fused kernel at all: SDPA falls back to its unfused math path, which draws
-    the mask with ``bernoulli_``; the explicit path with :func:`seqattn.dropout.dropout` made
-    a Transformer training step 1.05x faster (paired A/B, attention dropout 0.1).
+
+def _fused_pays(query: Tensor, dropout: float) -> bool:
+    """Whether the fused kernel is the faster path for ``query``'s device, dtype and shape.
+
+    Everywhere but on CPU for reduced precision, with dropout, or for one query per row over
+    many rows. For bf16 on CPU torch's flash kernel was 3-6x slower than the explicit path on the
+    development machine (one query over 200 keys, 32 x 4 heads: 1.05 ms against 0.18 ms; 30 x 30
+    training blocks: 1.97 against 0.67 ms). With dropout the CPU has no fused kernel at all: SDPA
+    falls back to its unfused math path, which draws the mask with ``bernoulli_``; the explicit
+    path with :func:`seqattn.dropout.dropout` made a Transformer training step 1.05x faster
+    (paired A/B, attention dropout 0.1). In fp32 the flash kernel wins for training blocks and for
+    decoding steps of a few sentences (16 x 4 heads, one query over 20 keys: 42 against 50 us),
+    but the explicit path's two batched matrix multiplies win for decoding steps over many rows
+    (on a 2-core Xeon: 32 x 4 heads 63 against 77 us, 64 x 4 141 -> 102 us, 320 x 4 752 -> 467
+    us), from :data:`EXPLICIT_DECODING_ROWS` query rows on. Whole decodes of the benchmark
+    Transformer (two sets of 6-8 paired runs, same outputs): beam 5 used 1.03-1.08x less CPU
+    time, greedy 1.01-1.05x (greedy has fewer steps with that many rows).
     """
     if query.device.type != "cpu":
         return True
-    return query.dtype == torch.float32 and dropout == 0.0
+    if query.dtype != torch.float32 or dropout != 0.0:
+        return False
+    one_query = query.size(-2) == 1
+    return not (one_query and query.numel() // query.size(-1) >= EXPLICIT_DECODING_ROWS)
 
 
 def attend(

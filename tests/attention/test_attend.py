@@ -284,3 +284,25 @@ def test_dropout_on_cpu_takes_the_explicit_path_with_the_bit_mask(monkeypatch: p
     scores = (q @ k.transpose(-1, -2) / D**0.5).masked_fill(~mask, float("-inf"))
     expected = bit_dropout(torch.softmax(scores, dim=-1), 0.25) @ v
     torch.testing.assert_close(context, expected)
+
+
+@pytest.mark.parametrize(("rows", "queries", "fused"), [(31, 1, True), (32, 1, False), (64, 4, True)])
+def test_cpu_decoding_steps_over_many_rows_take_the_explicit_path(
+    rows: int, queries: int, fused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One query per row over at least EXPLICIT_DECODING_ROWS (batch x heads) rows runs the
+    explicit path in fp32 on CPU (faster there); blocks of several queries keep the kernel. Both
+    give the same context."""
+    spy = _SdpaSpy(core.F.scaled_dot_product_attention)
+    monkeypatch.setattr(core.F, "scaled_dot_product_attention", spy)
+    heads = 4
+    assert 32 * heads == core.EXPLICIT_DECODING_ROWS
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(rows, heads, queries, D, generator=generator)
+    k, v = (torch.randn(rows, heads, 7, D, generator=generator) for _ in range(2))
+    mask = key_mask(padding_mask(torch.randint(1, 8, (rows,), generator=generator), max_len=7))
+    score = ScaledDot()
+    context, _ = attend(q, k, v, score=score, mask=mask)
+    assert spy.calls == (1 if fused else 0)
+    explicit, _ = attend(q, k, v, score=score, mask=mask, need_weights=True)
+    torch.testing.assert_close(context, explicit, rtol=1e-5, atol=1e-5)
