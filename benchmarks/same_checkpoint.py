@@ -219,25 +219,28 @@ def seqattn_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 KERNELS = {
     "matrix multiplies": ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::_mkldnn_linear"),
-    "attention": ("scaled_dot_product", "flash_attention", "aten::_softmax"),
+    "attention": (
+        "aten::scaled_dot_product_attention",
+        "aten::_scaled_dot_product_flash_attention_for_cpu",
+        "aten::_scaled_dot_product_flash_attention",
+        "aten::_scaled_dot_product_efficient_attention",
+        "aten::_scaled_dot_product_attention_math",
+        "aten::_softmax",
+    ),
     "log-softmax, argmax, top-k": ("aten::_log_softmax", "aten::max", "aten::amax", "aten::topk"),
-    "layer norm": ("layer_norm",),
+    "layer norm": ("aten::native_layer_norm", "aten::layer_norm"),
 }
-"""Operator self times that any decoder of these weights spends (OpenNMT-py calls the same torch
-kernels for the same rows): an operator belongs to a category if its name contains a pattern."""
+"""Operators whose self time any decoder of these weights spends (OpenNMT-py calls the same torch
+kernels for the same rows), by kind; exact operator names."""
 
 
 def kernel_seconds(averages: Any) -> dict[str, float]:
     """``torch.profiler`` key averages -> self CPU seconds per :data:`KERNELS` category, plus
     ``"other operators"`` (copies, gathers, masks, elementwise glue)."""
+    kind = {name: category for category, names in KERNELS.items() for name in names}
     totals = dict.fromkeys([*KERNELS, "other operators"], 0.0)
     for event in averages:
-        seconds = event.self_cpu_time_total / 1e6
-        category = next(
-            (name for name, patterns in KERNELS.items() if any(p in event.key for p in patterns)),
-            "other operators",
-        )
-        totals[category] += seconds
+        totals[kind.get(event.key, "other operators")] += event.self_cpu_time_total / 1e6
     return totals
 
 
