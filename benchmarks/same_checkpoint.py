@@ -64,6 +64,7 @@ Results go to ``benchmarks/results/same_checkpoint.json`` (``--json``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import statistics
@@ -78,6 +79,7 @@ from _peers import DEFAULT_HARNESS, DEFAULT_PEERS_WORK, logger, run_onmt
 from _timing import describe_machine, write_report
 from rich.console import Console
 from rich.table import Table
+from torch.profiler import ProfilerActivity, profile
 from translation import (
     DEFAULT_DATA,
     ROOT,
@@ -86,6 +88,7 @@ from translation import (
     decode,
     read_lines,
     run_subprocess,
+    search_name,
     set_threads,
 )
 
@@ -205,14 +208,11 @@ def seqattn_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "keep_outputs": True,
     }
     references = read_lines(Path(spec["references"]))
-    if spec.get("profile"):
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU]) as profiler:
-            result = decode(model, sources, references, tokenizer, **options)
-        result["kernels"] = kernel_seconds(profiler.key_averages())
-    else:
+    profiler = profile(activities=[ProfilerActivity.CPU]) if spec.get("profile") else None
+    with profiler if profiler is not None else contextlib.nullcontext():
         result = decode(model, sources, references, tokenizer, **options)
+    if profiler is not None:
+        result["kernels"] = kernel_seconds(profiler.key_averages())
     result["outputs"] = [" ".join(tokenizer.id_to_piece(i) for i in ids) for ids in result["outputs"]]
     return result
 
@@ -357,7 +357,7 @@ def floor_table(
             "profiled_decode_s": runs[("profile", beam)][0].get("dec_sec"),
         }
         table.add_row(
-            "greedy" if beam == 1 else f"beam {beam}",
+            search_name(beam),
             *(f"{kernels[name]:.2f} s" for name in KERNELS),
             f"{floor:.2f} s",
             f"{kernels['other operators']:.2f} s",
@@ -446,6 +446,7 @@ def main(argv: list[str] | None = None) -> None:
         plain.write_text("".join(" ".join(line) + "\n" for line in pieces), encoding="utf-8")
         runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for beam in args.beams:
+            spec = seqattn_spec(checkpoint, tokenizer_path, plain, references_path, beam, args)
             for round_ in range(args.repeats):
                 order = ["onmt", *variants] if round_ % 2 else [*variants, "onmt"]
                 for who in order:
@@ -462,16 +463,11 @@ def main(argv: list[str] | None = None) -> None:
                             scratch=scratch,
                         )
                     else:
-                        spec = seqattn_spec(checkpoint, tokenizer_path, plain, references_path, beam, args)
                         run = run_seqattn({**spec, "precision": who}, scratch)
                     runs.setdefault((who, beam), []).append(run)
             if args.floor:
                 log(f"beam {beam}: seqattn fp32 under torch.profiler")
-                spec = {
-                    **seqattn_spec(checkpoint, tokenizer_path, plain, references_path, beam, args),
-                    "profile": True,
-                }
-                runs[("profile", beam)] = [run_seqattn(spec, scratch)]
+                runs[("profile", beam)] = [run_seqattn({**spec, "profile": True}, scratch)]
 
     sentences = len(pieces)
     results: dict[str, Any] = {}
@@ -494,7 +490,7 @@ def main(argv: list[str] | None = None) -> None:
             [tokenizer.decode_pieces(o.split()) for o in runs[("onmt", beam)][0]["outputs"]], references
         ).score
         results[f"onmt_beam{beam}"] = onmt
-        search = "greedy" if beam == 1 else f"beam {beam}"
+        search = search_name(beam)
         table.add_row(
             search,
             "OpenNMT-py 3.5.1",

@@ -453,6 +453,11 @@ def decode_scaling(
     return result
 
 
+def search_name(beam: int) -> str:
+    """``greedy`` for one beam, else ``beam K`` (table labels)."""
+    return "greedy" if beam == 1 else f"beam {beam}"
+
+
 def save_model(
     model: torch.nn.Module, config: Any, tokenizer: str, directory: Path, name: str, steps: int
 ) -> Path:
@@ -927,7 +932,7 @@ def scaling_table(rows: list[dict[str, Any]], beam: int) -> Table | None:
             added = True
             table.add_row(
                 f"seqattn {LABELS[row['model']]} {row['precision']} ({row['device']})",
-                "greedy" if b == 1 else f"beam {b}",
+                search_name(b),
                 _fmt(item[f"ms_per_token_{short}"], 3),
                 _fmt(item[f"ms_per_token_{long}"], 3),
                 _fmt(item["ratio"], 2) + "x",
