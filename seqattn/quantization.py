@@ -36,7 +36,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Int8LSTM", "Int8Linear", "linear_rows", "native_int8", "quantize_int8", "quantize_rows"]
+__all__ = [
+    "Int8LSTM",
+    "Int8Linear",
+    "linear_outputs",
+    "linear_rows",
+    "native_int8",
+    "quantize_int8",
+    "quantize_rows",
+]
 
 _QMAX = 127
 
@@ -129,6 +137,40 @@ def linear_rows(linear: nn.Module, x: Tensor, start: int, stop: int) -> Tensor:
     assert isinstance(linear, nn.Linear)
     bias = None if linear.bias is None else linear.bias[start:stop]
     return F.linear(x, linear.weight[start:stop], bias)
+
+
+class _Projection(nn.Module):
+    """``F.linear`` with a fixed float weight ``(out, in)`` and optional bias ``(out,)``."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.weight, self.bias = weight, bias
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.size(1)
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.size(0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+def linear_outputs(linear: nn.Module, index: Tensor) -> nn.Module:
+    """A layer computing only output features ``index`` ``(C,)`` of ``linear`` (an ``nn.Linear``
+    or :class:`Int8Linear`): ``linear_outputs(linear, index)(x) == linear(x)[..., index]``, with
+    the selected weight rows copied once (an output-vocabulary shortlist)."""
+    bias = None if linear.bias is None else linear.bias.detach().index_select(0, index)
+    if isinstance(linear, Int8Linear):
+        return Int8Linear(
+            linear.weight_t.index_select(1, index).contiguous(),
+            linear.weight_scale.index_select(0, index),
+            bias,
+        )
+    assert isinstance(linear, nn.Linear)
+    return _Projection(linear.weight.detach().index_select(0, index), bias)
 
 
 class Int8LSTM(nn.Module):

@@ -202,7 +202,7 @@ def beam_search(
         candidates = (scores.unsqueeze(-1) + lprobs).view(num, k * vocab)  # (A, K*V)
         width = min(2 * k, k * vocab)
         cand_scores, cand_index = blocked_topk(candidates, width)  # (A, C), best first
-        cand_tokens = cand_index % vocab  # (A, C)
+        cand_tokens = cand_index % vocab  # (A, C) columns: token ids unless out.vocab maps them
         cand_rows = cand_index.div(vocab, rounding_mode="floor") + k * torch.arange(
             num, device=device
         ).unsqueeze(1)  # (A, C) rows of this step
@@ -258,7 +258,7 @@ def beam_search(
         parents = next_rows.flatten()  # (A'*K,)
         state = model.reorder_state(state, parents)
         scores = next_scores
-        prev = next_tokens.flatten()
+        prev = next_tokens.flatten() if out.vocab is None else out.vocab[next_tokens.flatten()]
         prev_lps = next_lps.flatten()
 
     return _collect(ends.flat(), trace, batch=batch, n_best=n_best, src_lengths=src_lengths)

@@ -91,6 +91,8 @@ def greedy_search(
             max_lens=max_lens[active] if step >= shortest else None,
         )
         best, chosen = lprobs.max(dim=-1)  # (A,), (A,)
+        if out.vocab is not None:  # a shortlist's column -> the token id
+            chosen = out.vocab[chosen]
         tokens[active, step] = chosen
         attention[active, step] = out.attention
         token_lps[active, step] = best

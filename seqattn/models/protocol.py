@@ -42,6 +42,10 @@ class StepOutput:
     """``(B, V)`` unnormalised scores of the next token."""
     attention: Tensor
     """``(B, S)`` attention over the source positions (zero on padding)."""
+    vocab: Tensor | None = None
+    """``(C,)`` the target id of each logit column when a step scores a subset of the
+    vocabulary (a shortlist, :mod:`seqattn.decoding.shortlist`): sorted, starting with the
+    special ids, so a special token's column is its id. ``None``: column ``i`` is id ``i``."""
 
 
 @runtime_checkable
@@ -53,7 +57,10 @@ class Seq2Seq(Protocol):
         ...
 
     def step(self, prev_tokens: Tensor, state: Any) -> tuple[StepOutput, Any]:
-        """``(B,)`` previous ids -> the next position's output and the new state."""
+        """``(B,)`` previous ids -> the next position's output and the new state.
+
+        The RNN and the Transformer also take ``output=``: a layer that replaces their output
+        projection for this step (the columns of a shortlist)."""
         ...
 
     def reorder_state(self, state: Any, index: Tensor) -> Any:

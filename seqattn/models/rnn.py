@@ -193,10 +193,12 @@ class RNNSeq2Seq(nn.Module):
             feed=memory.new_zeros(src.size(0), self.decoder_size),
         )
 
-    def step(self, prev_tokens: Tensor, state: RNNState) -> tuple[StepOutput, RNNState]:
+    def step(
+        self, prev_tokens: Tensor, state: RNNState, *, output: nn.Module | None = None
+    ) -> tuple[StepOutput, RNNState]:
         embedded = self.dropout(self.tgt_embed(prev_tokens))  # (B, E)
         vector, attention, state = self._step(embedded, state)
-        return StepOutput(self.output(vector), attention), state
+        return StepOutput((output or self.output)(vector), attention), state
 
     def reorder_state(self, state: RNNState, index: Tensor) -> RNNState:
         return state.index_select(index)

@@ -300,14 +300,16 @@ class TransformerSeq2Seq(nn.Module):
             caches=[KVCache() for _ in self.decoder],
         )
 
-    def step(self, prev_tokens: Tensor, state: TransformerState) -> tuple[StepOutput, TransformerState]:
+    def step(
+        self, prev_tokens: Tensor, state: TransformerState, *, output: nn.Module | None = None
+    ) -> tuple[StepOutput, TransformerState]:
         x = self.tgt_embed(prev_tokens[:, None], offset=state.position)  # (B, 1, D)
         x, attention = self._decode(
             x, state.memories, state.memory_mask, caches=state.caches, group=state.group
         )
         state.position += 1
         assert attention is not None
-        return StepOutput(self.output(x[:, 0]), attention[:, 0]), state
+        return StepOutput((output or self.output)(x[:, 0]), attention[:, 0]), state
 
     def reorder_state(self, state: TransformerState, index: Tensor) -> TransformerState:
         return state.index_select(index)
