@@ -15,6 +15,7 @@ that does not fit the config) is a one-line :class:`~seqattn.errors.DataError`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from seqattn.data.batching import pad_batch
 from seqattn.data.labels import LabelVocabulary
 from seqattn.data.tokenizer import EOS, EOS_ID, Tokenizer
 from seqattn.decoding import Hypothesis, beam_search, force_decode, greedy_search, translate_batches
+from seqattn.decoding.shortlist import SHORTLIST_FILE, LexicalShortlist, Shortlisted
 from seqattn.errors import ConfigError, DataError
 from seqattn.metrics.alignment import merge_subwords
 from seqattn.models.build import build_classifier, build_seq2seq
@@ -119,7 +121,12 @@ def _tokenizer(path: Path) -> Tokenizer:
 
 
 def load(
-    model_dir: str | Path, *, device: str = "auto", bf16: bool = False, int8: bool = False
+    model_dir: str | Path,
+    *,
+    device: str = "auto",
+    bf16: bool = False,
+    int8: bool = False,
+    shortlist: bool = False,
 ) -> Translator | Classifier:
     """Load a trained model directory as a :class:`Translator` or a :class:`Classifier`.
 
@@ -129,6 +136,10 @@ def load(
     decoder LSTMs to int8 with per-row dynamic input scales (:mod:`seqattn.quantization`):
     faster decoding on CPUs with int8 dot-product instructions (VNNI), at a small cost in
     accuracy.
+    ``shortlist``: translation models only; decode over the lexical shortlist saved in the
+    directory (``shortlist.pt``, :mod:`seqattn.decoding.shortlist`; built by ``seqattn
+    shortlist`` or :meth:`Translator.build_shortlist`): each sentence scores only its source
+    pieces' likely translations and the most frequent target pieces.
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -141,6 +152,8 @@ def load(
     if int8 and torch_device.type != "cpu":
         raise ConfigError(f"int8 inference runs on the CPU, not {torch_device}; use bf16 there")
     if isinstance(config.model, ClassifierConfig):
+        if shortlist:
+            raise ConfigError(f"{model_dir} is a classifier: shortlists are for translation models")
         tokenizer = _tokenizer(model_dir / "spm.model")
         labels_path = model_dir / "labels.json"
         if not labels_path.is_file():
@@ -158,7 +171,14 @@ def load(
     _load_weights(model, model_dir)
     if int8:
         quantize_int8(model)
-    return Translator(model.to(torch_device).eval(), source, target, config, torch_device, bf16=bf16)
+    lexical = None
+    if shortlist:
+        lexical = LexicalShortlist.load(
+            model_dir / SHORTLIST_FILE, src_vocab=source.vocab_size, tgt_vocab=target.vocab_size
+        )
+    return Translator(
+        model.to(torch_device).eval(), source, target, config, torch_device, bf16=bf16, shortlist=lexical
+    )
 
 
 def _position_limits(model: nn.Module) -> tuple[int | None, int | None]:
@@ -186,10 +206,13 @@ class Translator:
         device: torch.device,
         *,
         bf16: bool = False,
+        shortlist: LexicalShortlist | None = None,
     ) -> None:
         self.model, self.source, self.target, self.config, self.device = model, source, target, config, device
         self.bf16 = bf16
         """Searches run under bf16 autocast (teacher-forced alignments stay float32)."""
+        self.shortlist = shortlist
+        """Searches score only this shortlist's pieces (``None``: the whole vocabulary)."""
         self.limits = _position_limits(model)
         """Longest source (pieces with ``</s>``) and output (pieces) the model can handle; ``None``
         where there is no limit (relative positions, RNNs without a location score)."""
@@ -225,8 +248,9 @@ class Translator:
             search = beam_search
             options |= {"beam_size": beam, "n_best": n_best}
         with torch.no_grad(), autocast(self.device, bf16=self.bf16):
+            model = self.model if self.shortlist is None else Shortlisted(self.model, self.shortlist)
             results = translate_batches(
-                self.model, sources, max_tokens=batch_tokens, search=search, device=self.device, **options
+                model, sources, max_tokens=batch_tokens, search=search, device=self.device, **options
             )
         return sources, results
 
@@ -266,6 +290,34 @@ class Translator:
             [] if b else [(self.target.decode(h.tokens), h.score) for h in r]
             for b, r in zip(blank, results, strict=True)
         ]
+
+    def build_shortlist(
+        self,
+        sources: list[str],
+        targets: list[str],
+        *,
+        top: int = 20,
+        frequent: int = 100,
+        iterations: int = 5,
+        progress: Callable[[int], None] | None = None,
+    ) -> LexicalShortlist:
+        """A lexical shortlist from parallel training sentences, tokenized as this model reads
+        them (:meth:`LexicalShortlist.build`); assign it to :attr:`shortlist` to use it, or
+        ``save(model_dir / "shortlist.pt")`` for :func:`load`."""
+        if len(sources) != len(targets):
+            raise ConfigError(
+                f"a shortlist needs as many targets as sources ({len(sources)} != {len(targets)})"
+            )
+        return LexicalShortlist.build(
+            [self.source.encode(s, eos=True) for s in sources],
+            [self.target.encode(t) for t in targets],
+            src_vocab=self.source.vocab_size,
+            tgt_vocab=self.target.vocab_size,
+            top=top,
+            frequent=frequent,
+            iterations=iterations,
+            progress=progress,
+        )
 
     def attention(
         self, source: str, *, beam: int = 5, max_len_ratio: float = 1.5, max_len_extra: int = 5

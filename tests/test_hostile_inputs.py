@@ -48,6 +48,13 @@ def places(tmp: Path, translator_dir: Path, classifier_dir: Path) -> dict[str, s
             (tmp / "bad_model" / source.name).write_bytes(source.read_bytes())
     with open(tmp / "bad_model" / "config.yaml", "a", encoding="utf-8") as config:
         config.write("shiny: true\n")
+    (tmp / "bad_shortlist").mkdir()  # a translator with a damaged shortlist.pt
+    for source in translator_dir.iterdir():
+        if source.is_file() and source.name != "shortlist.pt":
+            (tmp / "bad_shortlist" / source.name).write_bytes(source.read_bytes())
+    (tmp / "bad_shortlist" / "shortlist.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp / "blank.txt").write_text("\n  \n")
+    (tmp / "three.txt").write_text("w1\nw2\nw3\n")
     return {"tmp": str(tmp), "T": str(translator_dir), "C": str(classifier_dir)}
 
 
@@ -160,6 +167,30 @@ CASES: dict[str, Case] = {
         ("{tmp}/nomodel",),
     ),
     "evaluate-no-references": Case(("evaluate", "-m", "{T}", "--src", "{tmp}/lines.txt"), ("--ref",)),
+    "evaluate-classifier-shortlist": Case((*EVAL_C, "--shortlist"), ("{C}", "classifier")),
+    # --shortlist and seqattn shortlist
+    "translate-shortlist-missing": Case((*TRANSLATE, "--shortlist"), ("{T}/shortlist.pt",)),
+    "translate-shortlist-damaged": Case(
+        ("translate", "-m", "{tmp}/bad_shortlist", "-i", "{tmp}/lines.txt", "--shortlist"),
+        ("{tmp}/bad_shortlist/shortlist.pt",),
+    ),
+    "shortlist-missing-src": Case(
+        ("shortlist", "-m", "{T}", "--src", "{tmp}/nope.txt", "--tgt", "{tmp}/refs.txt"), ("{tmp}/nope.txt",)
+    ),
+    "shortlist-lengths-differ": Case(
+        ("shortlist", "-m", "{T}", "--src", "{tmp}/lines.txt", "--tgt", "{tmp}/three.txt"),
+        ("{tmp}/lines.txt", "{tmp}/three.txt"),
+    ),
+    "shortlist-no-pairs": Case(
+        ("shortlist", "-m", "{T}", "--src", "{tmp}/blank.txt", "--tgt", "{tmp}/blank.txt"), ("--src",)
+    ),
+    "shortlist-top-0": Case(
+        ("shortlist", "-m", "{T}", "--src", "{tmp}/lines.txt", "--tgt", "{tmp}/refs.txt", "--top", "0"),
+        ("--top",),
+    ),
+    "shortlist-classifier-model": Case(
+        ("shortlist", "-m", "{C}", "--src", "{tmp}/lines.txt", "--tgt", "{tmp}/refs.txt"), ("--model",)
+    ),
     # seqattn plot
     "plot-beam-0": Case((*PLOT, "--beam", "0"), ("--beam",)),
     "plot-output-dir-missing": Case(

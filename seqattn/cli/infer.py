@@ -108,8 +108,8 @@ def _progress() -> Progress:
     )
 
 
-def _load(model_dir: Path, kind: type | None, device: str, bf16: bool, int8: bool):
-    model = load(model_dir, device=device, bf16=bf16, int8=int8)
+def _load(model_dir: Path, kind: type | None, device: str, bf16: bool, int8: bool, shortlist: bool = False):
+    model = load(model_dir, device=device, bf16=bf16, int8=int8, shortlist=shortlist)
     if int8 and not native_int8():
         console.print(
             "[yellow]warning[/]: this CPU has no int8 dot-product instructions (VNNI); --int8 may be slower than float32"
@@ -166,6 +166,12 @@ int8_option = click.option(
     help="CPU only: int8 linear layers with per-row dynamic scales; faster on CPUs with VNNI.",
 )
 
+shortlist_option = click.option(
+    "--shortlist",
+    is_flag=True,
+    help="Score only the pieces of MODEL/shortlist.pt (built by `seqattn shortlist`): faster decoding.",
+)
+
 
 @click.command()
 @model_option
@@ -185,6 +191,7 @@ int8_option = click.option(
 @device_option
 @bf16_option
 @int8_option
+@shortlist_option
 def translate(
     model_dir: Path,
     input_path: Path | None,
@@ -197,11 +204,12 @@ def translate(
     device: str,
     bf16: bool,
     int8: bool,
+    shortlist: bool,
 ) -> None:
     """Translate lines from a file or stdin; one output line per input line, in order."""
     if n_best > beam:
         raise click.BadParameter(f"--n-best {n_best} is larger than --beam {beam}", param_hint="--n-best")
-    translator: Translator = _load(model_dir, Translator, device, bf16, int8)
+    translator: Translator = _load(model_dir, Translator, device, bf16, int8, shortlist)
     source = Input(input_path, strict=strict, max_chars=max_chars)
     count = 0
     with output(output_path) as out, _progress() as progress:
@@ -290,6 +298,7 @@ def classify(
 @device_option
 @bf16_option
 @int8_option
+@shortlist_option
 def evaluate(
     model_dir: Path,
     src_path: Path | None,
@@ -302,9 +311,10 @@ def evaluate(
     device: str,
     bf16: bool,
     int8: bool,
+    shortlist: bool,
 ) -> None:
     """Score a model: BLEU/chrF/exact match (--src/--ref) or accuracy/F1 (--text/--labels)."""
-    model = _load(model_dir, None, device, bf16, int8)
+    model = _load(model_dir, None, device, bf16, int8, shortlist)
     if isinstance(model, Translator):
         if src_path is None or ref_path is None:
             raise click.UsageError("a translation model needs --src and --ref")
@@ -319,6 +329,7 @@ def evaluate(
             "exact_match": round(exact_match(hypotheses, references), 2),  # type: ignore[arg-type]
             "sentences": len(sources),
             "beam": beam,
+            "shortlist": shortlist,
             "bleu_signature": bleu.signature,
             "chrf_signature": chrf.signature,
         }

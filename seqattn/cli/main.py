@@ -52,7 +52,7 @@ def main(debug: bool) -> None:
 
 
 def _register() -> None:
-    from seqattn.cli import alignments, data, infer, recipe, tokenizer, train
+    from seqattn.cli import alignments, data, infer, recipe, shortlist, tokenizer, train
 
     main.add_command(data.data)
     main.add_command(tokenizer.tokenizer)
@@ -60,6 +60,7 @@ def _register() -> None:
     main.add_command(infer.translate)
     main.add_command(infer.classify)
     main.add_command(infer.evaluate)
+    main.add_command(shortlist.shortlist)
     main.add_command(alignments.plot)
     main.add_command(alignments.align)
     main.add_command(alignments.aer)

@@ -45,8 +45,10 @@ from seqattn.io import atomic_open
 from seqattn.models.protocol import StepOutput
 from seqattn.quantization import linear_outputs
 
-__all__ = ["LexicalShortlist", "Shortlisted", "ibm1_table"]
+__all__ = ["SHORTLIST_FILE", "LexicalShortlist", "Shortlisted", "ibm1_table"]
 
+SHORTLIST_FILE = "shortlist.pt"
+"""Its name in a model directory."""
 FORMAT = "seqattn-shortlist"
 VERSION = 1
 SPECIALS = (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
