@@ -42,6 +42,12 @@ first in odd ones), so slow spells of a shared machine hit both; the table repor
 ratio of the medians, and the range of the per-round ratios. With int8 instructions (VNNI) the
 same checkpoint is also decoded by seqattn in int8 (``--cpu-int8``).
 
+**Shortlist** (``--shortlist``, on by default): seqattn also decodes the same weights over a
+lexical shortlist built from the training pairs with ``seqattn shortlist``'s defaults (rows
+``fp32+shortlist``, ``int8+shortlist``). It changes what the search may produce, so the table's
+BLEU is the check; the JSON adds the share of outputs identical to the same decoder over the
+whole vocabulary.
+
 **Kernel floor** (``--floor``, on by default). One more fp32 decode per search runs under
 ``torch.profiler``, and the self time of its operators is summed by kind: matrix multiplies,
 attention kernels, log-softmax/argmax/top-k, layer norms -- the torch kernels any decoder of
@@ -84,6 +90,7 @@ from translation import (
     DEFAULT_DATA,
     ROOT,
     TEST_STEM,
+    bench_shortlist,
     data_file,
     decode,
     read_lines,
@@ -185,6 +192,7 @@ def read_pieces(path: Path) -> list[list[str]]:
 def seqattn_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Decode the test pieces with the saved checkpoint (seqattn), as ``translation.py`` does."""
     from seqattn.allocator import keep_freed_memory
+    from seqattn.decoding.shortlist import LexicalShortlist, Shortlisted
     from seqattn.models.build import build_seq2seq
     from seqattn.quantization import quantize_int8
     from seqattn.training.checkpoint import load_checkpoint
@@ -197,20 +205,25 @@ def seqattn_worker(spec: dict[str, Any]) -> dict[str, Any]:
     model = build_seq2seq(config, src_vocab=tokenizer.vocab_size, tgt_vocab=tokenizer.vocab_size)
     model.load_state_dict(saved["model"])
     model.eval()
-    if spec["precision"] == "int8":
+    if spec["precision"].startswith("int8"):
         quantize_int8(model)
+    decoder = (
+        model
+        if spec.get("shortlist") is None
+        else Shortlisted(model, LexicalShortlist.load(spec["shortlist"]))
+    )
     sources = [[tokenizer.piece_to_id(p) for p in line] for line in read_pieces(Path(spec["source"]))]
     options = {
         "beam": spec["beam"],
         "batch": spec["batch"],
         "device": torch.device("cpu"),
-        "precision": "fp32" if spec["precision"] == "int8" else spec["precision"],
+        "precision": "fp32",
         "keep_outputs": True,
     }
     references = read_lines(Path(spec["references"]))
     profiler = profile(activities=[ProfilerActivity.CPU]) if spec.get("profile") else None
     with profiler if profiler is not None else contextlib.nullcontext():
-        result = decode(model, sources, references, tokenizer, **options)
+        result = decode(decoder, sources, references, tokenizer, **options)
     if profiler is not None:
         result["kernels"] = kernel_seconds(profiler.key_averages())
     result["outputs"] = [" ".join(tokenizer.id_to_piece(i) for i in ids) for ids in result["outputs"]]
@@ -246,7 +259,7 @@ def kernel_seconds(averages: Any) -> dict[str, float]:
 
 def run_seqattn(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
     """One seqattn decode in a fresh interpreter (this script's worker)."""
-    tag = f"seqattn-{spec['precision']}-beam{spec['beam']}{'-profile' if spec.get('profile') else ''}"
+    tag = f"seqattn-{spec['precision'].replace('+', '-')}-beam{spec['beam']}{'-profile' if spec.get('profile') else ''}"
     return run_subprocess(spec, scratch, script=Path(__file__).resolve(), tag=tag)
 
 
@@ -393,6 +406,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cpu-int8", choices=("auto", "on", "off"), default="auto")
     parser.add_argument(
+        "--shortlist",
+        choices=("on", "off"),
+        default="on",
+        help="also decode over a lexical shortlist of the training pairs (seqattn shortlist's defaults)",
+    )
+    parser.add_argument(
         "--floor",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -429,6 +448,8 @@ def main(argv: list[str] | None = None) -> None:
     references = read_lines(references_path)
     int8 = args.cpu_int8 == "on" or (args.cpu_int8 == "auto" and native_int8())
     variants = ["fp32", "int8"] if int8 else ["fp32"]
+    if args.shortlist == "on":
+        variants += [f"{variant}+shortlist" for variant in variants]
     console = Console() if sys.stdout.isatty() else Console(width=160)
     machine = describe_machine(torch.device("cpu"))
     console.print(
@@ -445,6 +466,12 @@ def main(argv: list[str] | None = None) -> None:
         plain = scratch / "test.plain.de"
         plain.write_text("".join(" ".join(line) + "\n" for line in pieces), encoding="utf-8")
         runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        shortlist_path, shortlist_info = None, None
+        if args.shortlist == "on":
+            log("building the lexical shortlist from the training pairs")
+            lexical, shortlist_info = bench_shortlist(tokenizer, args.data_dir)
+            shortlist_path = scratch / "shortlist.pt"
+            lexical.save(shortlist_path)
         for beam in args.beams:
             spec = seqattn_spec(checkpoint, tokenizer_path, plain, references_path, beam, args)
             for round_ in range(args.repeats):
@@ -463,7 +490,8 @@ def main(argv: list[str] | None = None) -> None:
                             scratch=scratch,
                         )
                     else:
-                        run = run_seqattn({**spec, "precision": who}, scratch)
+                        listed = {"shortlist": str(shortlist_path)} if who.endswith("+shortlist") else {}
+                        run = run_seqattn({**spec, "precision": who, **listed}, scratch)
                     runs.setdefault((who, beam), []).append(run)
             if args.floor:
                 log(f"beam {beam}: seqattn fp32 under torch.profiler")
@@ -519,6 +547,12 @@ def main(argv: list[str] | None = None) -> None:
                 round_ratios=ratios,
                 identical_to_onmt=same / sentences,
             )
+            if variant.endswith("+shortlist"):  # against the same decoder over the whole vocabulary
+                whole = runs[(variant.removesuffix("+shortlist"), beam)][0]["outputs"]
+                mine["identical_to_whole_vocabulary"] = (
+                    sum(a == b for a, b in zip(runs[(variant, beam)][0]["outputs"], whole, strict=True))
+                    / sentences
+                )
             results[f"seqattn_{variant}_beam{beam}"] = mine
             table.add_row(
                 search,
@@ -536,6 +570,12 @@ def main(argv: list[str] | None = None) -> None:
         "Outputs differ where seqattn's per-sentence length cap (1.5 n + 5) ends a sentence that "
         "OpenNMT-py's per-batch cap lets go on, and (beam) where the searches finish hypotheses differently."
     )
+    for key, mine in results.items():
+        if "identical_to_whole_vocabulary" in mine:
+            console.print(
+                f"{key}: {100 * mine['identical_to_whole_vocabulary']:.1f}% of outputs identical to the same "
+                "decoder over the whole vocabulary"
+            )
     floors: dict[str, Any] = {}
     if args.floor:
         floor, floors = floor_table(runs, args.beams)
@@ -552,6 +592,7 @@ def main(argv: list[str] | None = None) -> None:
         "checkpoint_steps": saved.get("steps"),
         "results": results,
         "kernel_floor": floors,
+        "shortlist": shortlist_info,
     }
     write_report(args, output, start=start, console=console)
 

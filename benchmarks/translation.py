@@ -113,6 +113,14 @@ costs in quality. The peers' harness decodes in fp32 (JoeyNMT has no quantizatio
 quantization options go through bitsandbytes on GPUs, its CPU int8 path is the separate
 CTranslate2).
 
+**Lexical shortlist** (``--shortlist on|off``, on by default): the fp32 checkpoint is also
+decoded over a lexical shortlist (:mod:`seqattn.decoding.shortlist`, ``seqattn translate
+--shortlist``) built from the training pairs with the defaults of ``seqattn shortlist``: the rows
+"fp32 train, shortlist decode" (and "int8 + shortlist" with the int8 rows). Like int8 it trades
+exactness for speed, so their BLEU beside the fp32 rows is part of the result; the peers decode
+over the whole vocabulary (Marian and CTranslate2 offer shortlists; JoeyNMT and OpenNMT-py do
+not).
+
 Usage::
 
     python benchmarks/translation.py            # full: about 12 minutes on 2 CPU cores with the bf16 rows
@@ -150,6 +158,7 @@ from rich.table import Table
 from seqattn.config import RNNConfig, TrainConfig, TransformerConfig
 from seqattn.data.text import iter_lines
 from seqattn.data.tokenizer import EOS_ID, Tokenizer, TokenizerConfig
+from seqattn.decoding.shortlist import LexicalShortlist, Shortlisted
 from seqattn.precision import autocast as seqattn_autocast
 from seqattn.precision import native_bf16
 from seqattn.quantization import native_int8, quantize_int8
@@ -453,6 +462,24 @@ def decode_scaling(
     return result
 
 
+def bench_shortlist(tokenizer: Tokenizer, data_dir: Path) -> tuple[LexicalShortlist, dict[str, Any]]:
+    """The lexical shortlist of the training pairs (``seqattn shortlist``'s defaults), sources
+    closed by ``</s>`` as the decoders read them; and how long it took."""
+    start = time.perf_counter()
+    lexical = LexicalShortlist.build(
+        tokenizer.encode_batch(read_lines(data_file(data_dir, "train.de")), eos=True),
+        tokenizer.encode_batch(read_lines(data_file(data_dir, "train.en"))),
+        src_vocab=tokenizer.vocab_size,
+        tgt_vocab=tokenizer.vocab_size,
+    )
+    seconds = time.perf_counter() - start
+    return lexical, {
+        "top": lexical.top,
+        "frequent": int(lexical.frequent.numel()),
+        "build_sec": round(seconds, 2),
+    }
+
+
 def search_name(beam: int) -> str:
     """``greedy`` for one beam, else ``beam K`` (table labels)."""
     return "greedy" if beam == 1 else f"beam {beam}"
@@ -615,19 +642,30 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
             references = list(test["target"])[:count]
             model.eval()
             # With bf16 rows, the fp32 checkpoint is decoded in bf16 too: speed at equal weights.
-            decodings = [(result, precision)]
+            decodings: list[tuple[dict[str, Any], str, LexicalShortlist | None]] = [(result, precision, None)]
             if precision == "fp32" and spec.get("bf16_decode"):
                 result["bf16_decode"] = {}
-                decodings.append((result["bf16_decode"], "bf16"))
+                decodings.append((result["bf16_decode"], "bf16", None))
             if precision == "fp32" and spec.get("int8_decode"):
                 result["int8_decode"] = {}
-                decodings.append((result["int8_decode"], "int8"))
-            for into, decode_precision in decodings:
+                decodings.append((result["int8_decode"], "int8", None))
+            if precision == "fp32" and spec.get("shortlist"):
+                log(f"{name} {precision}: building the lexical shortlist from the training pairs")
+                lexical, result["shortlist"] = bench_shortlist(tokenizer, data_dir)
+                result["shortlist_decode"] = {}
+                decodings.append((result["shortlist_decode"], "fp32", lexical))
+                if spec.get("int8_decode"):
+                    result["int8_shortlist_decode"] = {}
+                    decodings.append((result["int8_shortlist_decode"], "int8", lexical))
+            for into, decode_precision, lexical in decodings:
                 decoder = model
                 if decode_precision == "int8":
                     decoder = quantize_int8(copy.deepcopy(model))
+                if lexical is not None:
+                    decoder = Shortlisted(decoder, lexical)
                 for beam in (1, spec["beam"]):
-                    log(f"{name} {precision}: decoding {count} sentences in {decode_precision}, beam {beam}")
+                    how = decode_precision + (" over the shortlist" if lexical is not None else "")
+                    log(f"{name} {precision}: decoding {count} sentences in {how}, beam {beam}")
                     into[f"beam{beam}"] = decode(
                         decoder,
                         sources,
@@ -896,16 +934,17 @@ def build_tables(
 
 
 def with_decoding_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` plus, after each fp32 row decoded in bf16 or int8 too, a decoding-only row for each."""
+    """``rows`` plus, after each fp32 row decoded in bf16 or int8 or over a shortlist too, a
+    decoding-only row for each."""
     out = []
     for row in rows:
         out.append(row)
-        for variant in ("bf16", "int8"):
+        for variant in ("bf16", "int8", "shortlist", "int8_shortlist"):
             if f"{variant}_decode" in row:
                 out.append(
                     {
                         "model": row["model"],
-                        "precision": f"fp32 train, {variant} decode",
+                        "precision": f"fp32 train, {variant.replace('_', ' + ')} decode",
                         "device": row["device"],
                         **row[f"{variant}_decode"],
                     }
@@ -978,6 +1017,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("auto", "on", "off"),
         default="auto",
         help="on CPU, also decode the fp32 checkpoint in int8 (auto: when the CPU has VNNI)",
+    )
+    parser.add_argument(
+        "--shortlist",
+        choices=("on", "off"),
+        default="on",
+        help="also decode the fp32 checkpoint over a lexical shortlist of the training pairs",
     )
     parser.add_argument("--from", dest="data_dir", type=Path, default=DEFAULT_DATA, help="Multi30k directory")
     parser.add_argument(
@@ -1094,6 +1139,7 @@ def main(argv: list[str] | None = None) -> None:
                     "tokenizer": str(tokenizer_path),
                     "bf16_decode": "bf16" in precisions,
                     "int8_decode": cpu_int8,
+                    "shortlist": args.shortlist == "on",
                     "save_dir": str(args.save_models) if args.save_models else None,
                 }
                 log(f"{name} {precision}: training in a fresh process")

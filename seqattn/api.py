@@ -30,7 +30,13 @@ from seqattn.data.batching import pad_batch
 from seqattn.data.labels import LabelVocabulary
 from seqattn.data.tokenizer import EOS, EOS_ID, Tokenizer
 from seqattn.decoding import Hypothesis, beam_search, force_decode, greedy_search, translate_batches
-from seqattn.decoding.shortlist import SHORTLIST_FILE, LexicalShortlist, Shortlisted
+from seqattn.decoding.shortlist import (
+    DEFAULT_FREQUENT,
+    DEFAULT_TOP,
+    SHORTLIST_FILE,
+    LexicalShortlist,
+    Shortlisted,
+)
 from seqattn.errors import ConfigError, DataError
 from seqattn.metrics.alignment import merge_subwords
 from seqattn.models.build import build_classifier, build_seq2seq
@@ -296,8 +302,8 @@ class Translator:
         sources: list[str],
         targets: list[str],
         *,
-        top: int = 20,
-        frequent: int = 100,
+        top: int = DEFAULT_TOP,
+        frequent: int = DEFAULT_FREQUENT,
         iterations: int = 5,
         progress: Callable[[int], None] | None = None,
     ) -> LexicalShortlist:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from seqattn.api import Translator
 from seqattn.cli.infer import _aligned, _load, device_option, model_option
-from seqattn.decoding.shortlist import SHORTLIST_FILE, LexicalShortlist
+from seqattn.decoding.shortlist import DEFAULT_FREQUENT, DEFAULT_TOP, SHORTLIST_FILE, LexicalShortlist
 
 console = Console(stderr=True)
 COVERAGE_PAIRS = 2000
@@ -43,14 +43,14 @@ COVERAGE_PAIRS = 2000
 @click.option(
     "--top",
     type=click.IntRange(min=1),
-    default=50,
+    default=DEFAULT_TOP,
     show_default=True,
     help="Translations kept per source piece.",
 )
 @click.option(
     "--frequent",
     type=click.IntRange(min=0),
-    default=500,
+    default=DEFAULT_FREQUENT,
     show_default=True,
     help="Most frequent target pieces every sentence may produce.",
 )

@@ -16,7 +16,7 @@ A batch scores the union of its sentences' lists (its columns are gathered from 
 projection once per batch) and every sentence masks the columns outside its own list with
 ``-inf``, so a sentence decodes the same in any batch. Scores are log-probabilities normalised
 over the sentence's list. On the benchmark test set a batch of 64 sentences needs about 1,400
-of 8,001 columns with ``top=20, frequent=100`` (``benchmarks/same_checkpoint.py`` measures
+of 8,001 columns with ``top=20, frequent=500``, about 2,100 with the defaults ``top=50, frequent=500`` (``benchmarks/same_checkpoint.py`` measures
 speed and BLEU against full-vocabulary decoding).
 
 :class:`Shortlisted` wraps any model of the :mod:`~seqattn.models.protocol` whose ``step``
@@ -45,8 +45,19 @@ from seqattn.io import atomic_open
 from seqattn.models.protocol import StepOutput
 from seqattn.quantization import linear_outputs
 
-__all__ = ["SHORTLIST_FILE", "LexicalShortlist", "Shortlisted", "ibm1_table"]
+__all__ = [
+    "DEFAULT_FREQUENT",
+    "DEFAULT_TOP",
+    "SHORTLIST_FILE",
+    "LexicalShortlist",
+    "Shortlisted",
+    "ibm1_table",
+]
 
+DEFAULT_TOP = 50
+"""Translations kept per source piece (Marian's usual setting keeps 100 per word)."""
+DEFAULT_FREQUENT = 500
+"""Most frequent target pieces every sentence may produce."""
 SHORTLIST_FILE = "shortlist.pt"
 """Its name in a model directory."""
 FORMAT = "seqattn-shortlist"
@@ -178,8 +189,8 @@ class LexicalShortlist:
         *,
         src_vocab: int,
         tgt_vocab: int,
-        top: int = 20,
-        frequent: int = 100,
+        top: int = DEFAULT_TOP,
+        frequent: int = DEFAULT_FREQUENT,
         iterations: int = 5,
         progress: Callable[[int], None] | None = None,
     ) -> LexicalShortlist:
