@@ -160,8 +160,9 @@ class _Projection(nn.Module):
 
 def linear_outputs(linear: nn.Module, index: Tensor) -> nn.Module:
     """A layer computing only output features ``index`` ``(C,)`` of ``linear`` (an ``nn.Linear``
-    or :class:`Int8Linear`): ``linear_outputs(linear, index)(x) == linear(x)[..., index]``, with
-    the selected weight rows copied once (an output-vocabulary shortlist)."""
+    or :class:`Int8Linear`): ``linear(x)[..., index]``, with the selected weight rows copied
+    once (an output-vocabulary shortlist). Exact for int8; in floating point the BLAS kernel for
+    a narrower output may round the last bit differently."""
     bias = None if linear.bias is None else linear.bias.detach().index_select(0, index)
     if isinstance(linear, Int8Linear):
         return Int8Linear(

@@ -169,6 +169,8 @@ class LexicalShortlist:
     def __post_init__(self) -> None:
         if self.table.dim() != 2 or self.frequent.dim() != 1:
             raise ValueError("table must be (src_vocab, top) and frequent (F,)")
+        if self.table.numel() and not bool(self.table[PAD_ID].eq(EOS_ID).all()):
+            raise ValueError("the <pad> row of the table must be all </s> (padding must add no candidates)")
         for name, ids in (("table", self.table), ("frequent", self.frequent)):
             if ids.numel() and not (int(ids.min()) >= 0 and int(ids.max()) < self.tgt_vocab):
                 raise ValueError(f"{name} holds ids outside the target vocabulary of {self.tgt_vocab}")
@@ -222,6 +224,7 @@ class LexicalShortlist:
         kept = order[rank < top]
         table = torch.full((src_vocab, top), EOS_ID, dtype=torch.long)
         table[src_ids[kept], rank[rank < top]] = tgt_ids[kept]
+        table[PAD_ID] = EOS_ID  # padding is looked up like a source piece: it must add nothing
         occurrences = torch.bincount(
             torch.as_tensor([i for ids in targets for i in ids], dtype=torch.long), minlength=tgt_vocab
         )
@@ -233,7 +236,8 @@ class LexicalShortlist:
         ``(C,)``, sorted target ids starting with the special ids, and ``(B, C)`` True where a
         sentence may produce that column's piece.
 
-        Ids of padding count as sources, harmlessly: the shortlist maps ``<pad>`` to ``</s>``.
+        Padding is looked up like a source piece, harmlessly: the table maps ``<pad>`` to ``</s>``
+        only (enforced on construction).
         """
         table = self.table.to(src.device)
         batch = src.size(0)
