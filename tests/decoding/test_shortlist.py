@@ -210,7 +210,9 @@ def test_padding_adds_no_candidates() -> None:
     """``columns`` looks padding up like a source piece, so the ``<pad>`` row must stay empty:
     ``build`` keeps it so even when a training source holds id 0, and a table whose ``<pad>``
     row lists pieces is refused."""
-    shortlist = LexicalShortlist.build([[0, 5], [6]], [[7], [8]], src_vocab=10, tgt_vocab=10, top=2, frequent=0)
+    shortlist = LexicalShortlist.build(
+        [[0, 5], [6]], [[7], [8]], src_vocab=10, tgt_vocab=10, top=2, frequent=0
+    )
     alone, padded = (shortlist.columns(torch.tensor(src)) for src in ([[6]], [[6, PAD_ID]]))
     assert alone[0][alone[1][0]].tolist() == padded[0][padded[1][0]].tolist()
     table = torch.full((4, 2), EOS_ID)
