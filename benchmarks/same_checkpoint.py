@@ -59,6 +59,11 @@ longer, no change outside them reaches the target in fp32.
 The RNN is not converted: seqattn's RNN initialises its decoder through a tanh bridge from the
 encoder's final states, OpenNMT-py's (``bridge`` off, as in the peers' config) with those
 states themselves, so no setting of the weights makes the two compute the same function.
+Instead (``--rnn``, on by default) each toolkit decodes its *own* 200-step RNN (OpenNMT-py's
+from the peers' run, on sources without ``</s>`` as it was trained; seqattn's from
+``--models``) in the same alternating rounds: the ratios of the ``translation.py`` table, with
+the run-to-run drift taken out. The two models stop at different lengths, so the JSON also
+gives the ratio per output piece.
 
 Usage (after ``make bench-peers``, which runs it)::
 
@@ -99,7 +104,7 @@ from translation import (
     set_threads,
 )
 
-from seqattn.config import TransformerConfig
+from seqattn.config import RNNConfig, TransformerConfig
 from seqattn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from seqattn.models.transformer import sinusoidal_table
 
@@ -201,7 +206,7 @@ def seqattn_worker(spec: dict[str, Any]) -> dict[str, Any]:
     keep_freed_memory()  # as seqattn.load and the Trainer do
     tokenizer = Tokenizer.load(spec["tokenizer"])
     saved = load_checkpoint(Path(spec["checkpoint"]))
-    config = TransformerConfig(**saved["config"])
+    config = (RNNConfig if saved["config"].get("arch") == "rnn" else TransformerConfig)(**saved["config"])
     model = build_seq2seq(config, src_vocab=tokenizer.vocab_size, tgt_vocab=tokenizer.vocab_size)
     model.load_state_dict(saved["model"])
     model.eval()
@@ -259,7 +264,7 @@ def kernel_seconds(averages: Any) -> dict[str, float]:
 
 def run_seqattn(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
     """One seqattn decode in a fresh interpreter (this script's worker)."""
-    tag = f"seqattn-{spec['precision'].replace('+', '-')}-beam{spec['beam']}{'-profile' if spec.get('profile') else ''}"
+    tag = f"seqattn-{Path(spec['checkpoint']).stem}-{spec['precision'].replace('+', '-')}-beam{spec['beam']}{'-profile' if spec.get('profile') else ''}"
     return run_subprocess(spec, scratch, script=Path(__file__).resolve(), tag=tag)
 
 
@@ -391,6 +396,120 @@ def summarize(runs: list[dict[str, Any]], sentences: int) -> dict[str, Any]:
     }
 
 
+class Alternation:
+    """Decode with OpenNMT-py and every seqattn variant in alternating rounds (fresh processes)."""
+
+    def __init__(
+        self,
+        args: Any,
+        variants: list[str],
+        scratch: Path,
+        plain: Path,
+        references: Path,
+        tokenizer: Path,
+        shortlist: Path | None,
+    ) -> None:
+        self.args, self.variants, self.scratch = args, variants, scratch
+        self.plain, self.references, self.tokenizer, self.shortlist = plain, references, tokenizer, shortlist
+
+    def __call__(
+        self, checkpoint: Path, onmt_checkpoint: Path, onmt_source: Path, *, profile: bool
+    ) -> dict[tuple[str, int], list[dict[str, Any]]]:
+        """``runs[(who, beam)]``: one decode per round for ``who`` in ``onmt`` and the variants
+        (plus ``("profile", beam)``: one profiled fp32 decode, with ``profile``)."""
+        args, runs = self.args, {}
+        for beam in args.beams:
+            spec = seqattn_spec(checkpoint, self.tokenizer, self.plain, self.references, beam, args)
+            for round_ in range(args.repeats):
+                order = ["onmt", *self.variants] if round_ % 2 else [*self.variants, "onmt"]
+                for who in order:
+                    log(f"{checkpoint.stem}, beam {beam}, round {round_ + 1}/{args.repeats}: {who}")
+                    if who == "onmt":
+                        run = run_opennmt(
+                            onmt_checkpoint,
+                            onmt_source,
+                            beam=beam,
+                            batch=args.batch,
+                            threads=args.threads,
+                            peers_work=args.peers_work,
+                            harness=args.harness,
+                            scratch=self.scratch,
+                        )
+                    else:
+                        listed = {"shortlist": str(self.shortlist)} if who.endswith("+shortlist") else {}
+                        run = run_seqattn({**spec, "precision": who, **listed}, self.scratch)
+                    runs.setdefault((who, beam), []).append(run)
+            if profile:
+                log(f"{checkpoint.stem}, beam {beam}: seqattn fp32 under torch.profiler")
+                runs[("profile", beam)] = [run_seqattn({**spec, "profile": True}, self.scratch)]
+        return runs
+
+
+def results_table(
+    title: str,
+    runs: dict[tuple[str, int], list[dict[str, Any]]],
+    beams: list[int],
+    variants: list[str],
+    *,
+    tokenizer: Tokenizer,
+    references: list[str],
+    sentences: int,
+    same_weights: bool,
+) -> tuple[Table, dict[str, Any]]:
+    """Medians, ratios to OpenNMT-py (and their per-round range), BLEU and output pieces; with
+    ``same_weights`` also the share of outputs identical to OpenNMT-py's."""
+    from seqattn.metrics import corpus_bleu
+
+    results: dict[str, Any] = {}
+    table = Table(title=title)
+    columns = ["search", "decoder", "sents/s (median)", "vs OpenNMT-py", "round ratios", "BLEU", "out pieces"]
+    if same_weights:
+        columns.append("same output as OpenNMT-py")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("search", "decoder") else "right")
+    for beam in beams:
+        onmt = summarize(runs[("onmt", beam)], sentences)
+        onmt["bleu"] = corpus_bleu(
+            [tokenizer.decode_pieces(o.split()) for o in runs[("onmt", beam)][0]["outputs"]], references
+        ).score
+        results[f"onmt_beam{beam}"] = onmt
+        search = search_name(beam)
+        row = [search, "OpenNMT-py 3.5.1", f"{onmt['sents_per_s']:.1f}", "1.00x", "", f"{onmt['bleu']:.2f}"]
+        table.add_row(*row, f"{onmt['out_pieces']:,}", *([""] if same_weights else []))
+        for variant in variants:
+            mine = summarize(runs[(variant, beam)], sentences)
+            mine["bleu"] = runs[(variant, beam)][0]["bleu"]
+            ratios = [
+                o["dec_sec"] / m["dec_sec"]
+                for o, m in zip(runs[("onmt", beam)], runs[(variant, beam)], strict=True)
+            ]
+            outputs = runs[(variant, beam)][0]["outputs"]
+            same = sum(a == b for a, b in zip(outputs, runs[("onmt", beam)][0]["outputs"], strict=True))
+            mine.update(ratio=onmt["median_sec"] / mine["median_sec"], round_ratios=ratios)
+            mine["out_pieces_ratio"] = (mine["out_pieces"] / mine["median_sec"]) / (
+                onmt["out_pieces"] / onmt["median_sec"]
+            )
+            if same_weights:
+                mine["identical_to_onmt"] = same / sentences
+            if variant.endswith("+shortlist"):  # against the same decoder over the whole vocabulary
+                whole = runs[(variant.removesuffix("+shortlist"), beam)][0]["outputs"]
+                mine["identical_to_whole_vocabulary"] = (
+                    sum(a == b for a, b in zip(outputs, whole, strict=True)) / sentences
+                )
+            results[f"seqattn_{variant}_beam{beam}"] = mine
+            table.add_row(
+                search,
+                f"seqattn {variant}",
+                f"{mine['sents_per_s']:.1f}",
+                f"{mine['ratio']:.2f}x",
+                f"{min(ratios):.2f}-{max(ratios):.2f}x",
+                f"{mine['bleu']:.2f}",
+                f"{mine['out_pieces']:,}",
+                *([f"{100 * same / sentences:.1f}%"] if same_weights else []),
+            )
+    return table, results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -405,6 +524,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=64, help="sentences per decoding batch")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cpu-int8", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument(
+        "--rnn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the RNNs, each toolkit decoding its own checkpoint (no conversion exists)",
+    )
     parser.add_argument(
         "--shortlist",
         choices=("on", "off"),
@@ -427,14 +552,16 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.models is None:
         parser.error("--models is required")
-    from seqattn.metrics import corpus_bleu
     from seqattn.quantization import native_int8
     from seqattn.training.checkpoint import load_checkpoint
 
     start = time.perf_counter()
     set_threads(args.threads)
     checkpoint, tokenizer_path = args.models / "transformer.pt", args.models / "spm.model"
-    for path in (checkpoint, tokenizer_path, args.peers_work / "onmt" / "bin" / "python"):
+    needed = [checkpoint, tokenizer_path, args.peers_work / "onmt" / "bin" / "python"]
+    if args.rnn:
+        needed += [args.models / "rnn.pt", args.peers_work / "runs" / "onmt_rnn" / "model"]
+    for path in needed:
         if not path.exists():
             raise SystemExit(f"error: {path} is missing (run make bench-peers first)")
     template_path = args.onmt_template or latest_checkpoint(
@@ -465,112 +592,57 @@ def main(argv: list[str] | None = None) -> None:
         source.write_text("".join(" ".join([*line, "</s>"]) + "\n" for line in pieces), encoding="utf-8")
         plain = scratch / "test.plain.de"
         plain.write_text("".join(" ".join(line) + "\n" for line in pieces), encoding="utf-8")
-        runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
         shortlist_path, shortlist_info = None, None
         if args.shortlist == "on":
             log("building the lexical shortlist from the training pairs")
             lexical, shortlist_info = bench_shortlist(tokenizer, args.data_dir)
             shortlist_path = scratch / "shortlist.pt"
             lexical.save(shortlist_path)
-        for beam in args.beams:
-            spec = seqattn_spec(checkpoint, tokenizer_path, plain, references_path, beam, args)
-            for round_ in range(args.repeats):
-                order = ["onmt", *variants] if round_ % 2 else [*variants, "onmt"]
-                for who in order:
-                    log(f"beam {beam}, round {round_ + 1}/{args.repeats}: {who}")
-                    if who == "onmt":
-                        run = run_opennmt(
-                            converted,
-                            source,
-                            beam=beam,
-                            batch=args.batch,
-                            threads=args.threads,
-                            peers_work=args.peers_work,
-                            harness=args.harness,
-                            scratch=scratch,
-                        )
-                    else:
-                        listed = {"shortlist": str(shortlist_path)} if who.endswith("+shortlist") else {}
-                        run = run_seqattn({**spec, "precision": who, **listed}, scratch)
-                    runs.setdefault((who, beam), []).append(run)
-            if args.floor:
-                log(f"beam {beam}: seqattn fp32 under torch.profiler")
-                runs[("profile", beam)] = [run_seqattn({**spec, "profile": True}, scratch)]
+        alternate = Alternation(
+            args, variants, scratch, plain, references_path, tokenizer_path, shortlist_path
+        )
+        runs = alternate(checkpoint, converted, source, profile=args.floor)
+        rnn_runs = None
+        if args.rnn:
+            onmt_rnn = latest_checkpoint(args.peers_work / "runs" / "onmt_rnn" / "model")
+            rnn_runs = alternate(args.models / "rnn.pt", onmt_rnn, plain, profile=False)
 
     sentences = len(pieces)
-    results: dict[str, Any] = {}
     steps = f" after {saved['steps']} steps" if saved.get("steps") else ""
-    table = Table(title=f"One checkpoint (seqattn's Transformer{steps}), decoded by both toolkits")
-    for column in (
-        "search",
-        "decoder",
-        "sents/s (median)",
-        "vs OpenNMT-py",
-        "round ratios",
-        "BLEU",
-        "out pieces",
-        "same output as OpenNMT-py",
-    ):
-        table.add_column(column, justify="left" if column in ("search", "decoder") else "right")
-    for beam in args.beams:
-        onmt = summarize(runs[("onmt", beam)], sentences)
-        onmt["bleu"] = corpus_bleu(
-            [tokenizer.decode_pieces(o.split()) for o in runs[("onmt", beam)][0]["outputs"]], references
-        ).score
-        results[f"onmt_beam{beam}"] = onmt
-        search = search_name(beam)
-        table.add_row(
-            search,
-            "OpenNMT-py 3.5.1",
-            f"{onmt['sents_per_s']:.1f}",
-            "1.00x",
-            "",
-            f"{onmt['bleu']:.2f}",
-            f"{onmt['out_pieces']:,}",
-            "",
-        )
-        for variant in variants:
-            mine = summarize(runs[(variant, beam)], sentences)
-            mine["bleu"] = runs[(variant, beam)][0]["bleu"]
-            ratios = [
-                o["dec_sec"] / m["dec_sec"]
-                for o, m in zip(runs[("onmt", beam)], runs[(variant, beam)], strict=True)
-            ]
-            same = sum(
-                a == b
-                for a, b in zip(
-                    runs[(variant, beam)][0]["outputs"], runs[("onmt", beam)][0]["outputs"], strict=True
-                )
-            )
-            mine.update(
-                ratio=onmt["median_sec"] / mine["median_sec"],
-                round_ratios=ratios,
-                identical_to_onmt=same / sentences,
-            )
-            if variant.endswith("+shortlist"):  # against the same decoder over the whole vocabulary
-                whole = runs[(variant.removesuffix("+shortlist"), beam)][0]["outputs"]
-                mine["identical_to_whole_vocabulary"] = (
-                    sum(a == b for a, b in zip(runs[(variant, beam)][0]["outputs"], whole, strict=True))
-                    / sentences
-                )
-            results[f"seqattn_{variant}_beam{beam}"] = mine
-            table.add_row(
-                search,
-                f"seqattn {variant}",
-                f"{mine['sents_per_s']:.1f}",
-                f"{mine['ratio']:.2f}x",
-                f"{min(ratios):.2f}-{max(ratios):.2f}x",
-                f"{mine['bleu']:.2f}",
-                f"{mine['out_pieces']:,}",
-                f"{100 * same / sentences:.1f}%",
-            )
+    table, results = results_table(
+        f"One checkpoint (seqattn's Transformer{steps}), decoded by both toolkits",
+        runs,
+        args.beams,
+        variants,
+        tokenizer=tokenizer,
+        references=references,
+        sentences=sentences,
+        same_weights=True,
+    )
     console.print(table)
     console.print(
         f"{args.repeats} alternating rounds, each decode in a fresh process; ratios > 1: seqattn faster. "
         "Outputs differ where seqattn's per-sentence length cap (1.5 n + 5) ends a sentence that "
         "OpenNMT-py's per-batch cap lets go on, and (beam) where the searches finish hypotheses differently."
     )
-    for key, mine in results.items():
+    rnn_results: dict[str, Any] = {}
+    if rnn_runs is not None:
+        rnn_table, rnn_results = results_table(
+            "The RNN: each toolkit decodes its own 200-step checkpoint (no conversion exists)",
+            rnn_runs,
+            args.beams,
+            variants,
+            tokenizer=tokenizer,
+            references=references,
+            sentences=sentences,
+            same_weights=False,
+        )
+        console.print(rnn_table)
+        console.print(
+            "Different models produce outputs of different lengths: compare output pieces per second "
+            "(in the JSON) as well as sentences per second."
+        )
+    for key, mine in {**results, **{f"rnn_{k}": v for k, v in rnn_results.items()}}.items():
         if "identical_to_whole_vocabulary" in mine:
             console.print(
                 f"{key}: {100 * mine['identical_to_whole_vocabulary']:.1f}% of outputs identical to the same "
@@ -591,6 +663,7 @@ def main(argv: list[str] | None = None) -> None:
         "onmt_template": str(template_path),
         "checkpoint_steps": saved.get("steps"),
         "results": results,
+        "rnn_own_checkpoints": rnn_results,
         "kernel_floor": floors,
         "shortlist": shortlist_info,
     }

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from same_checkpoint import KERNELS, floor_table, kernel_seconds, to_opennmt
+from same_checkpoint import KERNELS, floor_table, kernel_seconds, results_table, to_opennmt
 
 from seqattn.config import TransformerConfig
 from seqattn.models.build import build_seq2seq
@@ -181,3 +181,38 @@ def test_floor_table_compares_the_kernels_with_the_time_the_target_allows() -> N
     assert greedy["floor_s"] == pytest.approx(2.0)  # under the 2.2 s allowed
     assert beam["allowed_s"] == pytest.approx(4.0)
     assert beam["floor_s"] > beam["allowed_s"]  # the kernels alone miss the target
+
+
+class Detokenizer:
+    def decode_pieces(self, pieces: list[str]) -> str:
+        return "".join(pieces).replace("▁", " ").strip()
+
+
+def test_results_table_ratios_shares_and_rounds() -> None:
+    """Ratios of medians, per-round ratios, output pieces per second, and the shares of outputs
+    identical to OpenNMT-py's (same weights only) and to the decoder over the whole vocabulary."""
+
+    def run(seconds: float, outputs: list[str], bleu: float = 0.0) -> dict:
+        return {"dec_sec": seconds, "outputs": outputs, "bleu": bleu}
+
+    onmt, whole, listed = ["▁a b", "▁c", "▁a"], ["▁a b", "▁c d", "▁a"], ["▁a b", "▁c", "▁c"]
+    runs = {
+        ("onmt", 1): [run(4.0, onmt), run(6.0, onmt), run(5.0, onmt)],
+        ("fp32", 1): [run(2.0, whole, 1.5), run(3.0, whole), run(4.0, whole)],
+        ("fp32+shortlist", 1): [run(1.0, listed, 1.25), run(2.0, listed), run(2.5, listed)],
+    }
+    variants = ["fp32", "fp32+shortlist"]
+    common = {"tokenizer": Detokenizer(), "references": ["a b", "c", "a"], "sentences": 3}
+    table, results = results_table("t", runs, [1], variants, same_weights=True, **common)
+    fp32, listed_result = results["seqattn_fp32_beam1"], results["seqattn_fp32+shortlist_beam1"]
+    assert fp32["ratio"] == pytest.approx(5.0 / 3.0) and fp32["round_ratios"] == [2.0, 2.0, 1.25]
+    assert fp32["bleu"] == 1.5 and fp32["identical_to_onmt"] == pytest.approx(2 / 3)
+    assert fp32["out_pieces_ratio"] == pytest.approx((5 / 3.0) / (4 / 5.0))  # 5 vs 4 pieces
+    assert "identical_to_whole_vocabulary" not in fp32
+    assert listed_result["ratio"] == pytest.approx(2.5) and listed_result[
+        "identical_to_whole_vocabulary"
+    ] == pytest.approx(1 / 3)
+    assert results["onmt_beam1"]["sents_per_s"] == pytest.approx(3 / 5.0)
+    assert len(table.columns) == 8 and table.row_count == 3
+    table, results = results_table("t", runs, [1], variants, same_weights=False, **common)
+    assert "identical_to_onmt" not in results["seqattn_fp32_beam1"] and len(table.columns) == 7
