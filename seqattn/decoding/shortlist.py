@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,10 @@ class LexicalShortlist:
     tgt_vocab: int
     pairs: int = 0
     """Sentence pairs it was built from (informational)."""
+    _copies: dict[torch.device, tuple[Tensor, Tensor]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """``table`` and ``frequent`` on the devices that asked for them (copied once, not per batch)."""
 
     def __post_init__(self) -> None:
         if self.table.dim() != 2 or self.frequent.dim() != 1:
@@ -239,11 +243,13 @@ class LexicalShortlist:
         Padding is looked up like a source piece, harmlessly: the table maps ``<pad>`` to ``</s>``
         only (enforced on construction).
         """
-        table = self.table.to(src.device)
+        if src.device not in self._copies:
+            self._copies[src.device] = (self.table.to(src.device), self.frequent.to(src.device))
+        table, frequent = self._copies[src.device]
         batch = src.size(0)
         allowed = torch.zeros(batch, self.tgt_vocab, dtype=torch.bool, device=src.device)
         allowed.scatter_(1, table[src].view(batch, -1), True)
-        allowed[:, self.frequent.to(src.device)] = True
+        allowed[:, frequent] = True
         allowed[:, list(SPECIALS)] = True
         vocab = allowed.any(dim=0).nonzero().squeeze(1)  # (C,)
         return vocab, allowed[:, vocab]
