@@ -6,7 +6,9 @@ active). The encoded state is expanded once with ``reorder_state(state, arange(B
 start at ``-inf``) so no hypothesis is found twice. One step:
 
 1. log-softmax of the logits, masked by the length constraints (:mod:`.constraints`), added to
-   each beam's cumulative log-probability: ``(A, K, V)``;
+   each beam's cumulative log-probability: ``(A, K, V)`` (``V`` columns: the vocabulary, or a
+   shortlist's pieces, mapped back to ids through ``StepOutput.vocab``,
+   :mod:`.shortlist`);
 2. the best ``2K`` candidates per sentence over ``K * V`` (fairseq): an ``EOS`` among the best
    ``K`` finishes that hypothesis, scored ``log_prob / ((5 + L) / 6) ** alpha``; the best ``K``
    candidates that are not ``EOS`` continue;

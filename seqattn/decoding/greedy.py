@@ -8,7 +8,8 @@ so nothing has to be reordered when the batch shrinks.
 
 Greedy search is beam search with one beam, and returns the same tokens and scores
 (``beam_search(..., beam_size=1)``; tested), including the length-normalised ``score``.
-The model is driven as given: call ``model.eval()`` first to switch dropout off.
+The model is driven as given: call ``model.eval()`` first to switch dropout off. A model that
+scores a shortlist (:mod:`.shortlist`) reports each column's id in ``StepOutput.vocab``.
 """
 
 from __future__ import annotations
