@@ -264,7 +264,9 @@ def kernel_seconds(averages: Any) -> dict[str, float]:
 
 def run_seqattn(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
     """One seqattn decode in a fresh interpreter (this script's worker)."""
-    tag = f"seqattn-{Path(spec['checkpoint']).stem}-{spec['precision'].replace('+', '-')}-beam{spec['beam']}{'-profile' if spec.get('profile') else ''}"
+    variant = spec["precision"].replace("+", "-")
+    tag = f"seqattn-{Path(spec['checkpoint']).stem}-{variant}-beam{spec['beam']}"
+    tag += "-profile" if spec.get("profile") else ""
     return run_subprocess(spec, scratch, script=Path(__file__).resolve(), tag=tag)
 
 

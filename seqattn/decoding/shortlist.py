@@ -15,9 +15,10 @@ one in Marian) restricts each sentence's output to
 A batch scores the union of its sentences' lists (its columns are gathered from the output
 projection once per batch) and every sentence masks the columns outside its own list with
 ``-inf``, so a sentence decodes the same in any batch. Scores are log-probabilities normalised
-over the sentence's list. On the benchmark test set a batch of 64 sentences needs about 1,400
-of 8,001 columns with ``top=20, frequent=500``, about 2,100 with the defaults ``top=50, frequent=500`` (``benchmarks/same_checkpoint.py`` measures
-speed and BLEU against full-vocabulary decoding).
+over the sentence's list. On the benchmark test set a batch of 64 sentences needs about 2,100
+of 8,001 columns with the defaults (``top=50, frequent=500``; about 1,400 with ``top=20``).
+``benchmarks/same_checkpoint.py`` measures speed and BLEU against full-vocabulary decoding; the
+README has both, and BLEU on a converged model.
 
 :class:`Shortlisted` wraps any model of the :mod:`~seqattn.models.protocol` whose ``step``
 accepts ``output=`` (the RNN and the Transformer) and is itself such a model: the searches see
@@ -65,7 +66,7 @@ VERSION = 1
 SPECIALS = (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
 """Always in a shortlist; the smallest ids, so their columns are their ids."""
 _CHUNK_CELLS = 1 << 23
-"""Source x target position cells per EM chunk (about 100 MB of float32 work tensors)."""
+"""Source x target position cells per EM chunk (each float64 work tensor: 64 MB)."""
 
 
 def _padded(sequences: Sequence[Sequence[int]], *, lead: int | None) -> Tensor:
@@ -327,7 +328,8 @@ class Shortlisted(nn.Module):
             raise TypeError(f"{type(model).__name__} has no output projection a shortlist can restrict")
         if output.out_features != shortlist.tgt_vocab:
             raise DataError(
-                f"shortlist built for a target vocabulary of {shortlist.tgt_vocab}, the model has {output.out_features}"
+                f"shortlist built for a target vocabulary of {shortlist.tgt_vocab}, "
+                f"the model has {output.out_features}"
             )
         self.model = model
         self.shortlist = shortlist
