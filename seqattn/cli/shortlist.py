@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from seqattn.api import Translator
-from seqattn.cli.infer import _aligned, _load, device_option, model_option
+from seqattn.cli.infer import _aligned, _load, model_option
 from seqattn.decoding.shortlist import DEFAULT_FREQUENT, DEFAULT_TOP, SHORTLIST_FILE, LexicalShortlist
 
 console = Console(stderr=True)
@@ -64,7 +64,6 @@ COVERAGE_PAIRS = 2000
     show_default=True,
     help="Use at most the first N sentence pairs.",
 )
-@device_option
 def shortlist(
     model_dir: Path,
     src_path: Path,
@@ -73,10 +72,9 @@ def shortlist(
     frequent: int,
     iterations: int,
     max_pairs: int,
-    device: str,
 ) -> None:
     """Build MODEL/shortlist.pt from parallel training text (IBM Model 1 + frequent pieces)."""
-    translator: Translator = _load(model_dir, Translator, device, False, False)
+    translator: Translator = _load(model_dir, Translator, "cpu", False, False)  # for its tokenizers
     sources, targets = _aligned(src_path, tgt_path)
     pairs = [(s, t) for s, t in zip(sources, targets, strict=True) if s.strip() and t.strip()][:max_pairs]
     if not pairs:
