@@ -36,6 +36,16 @@ def corpus(translator_dir: Path) -> tuple[str, str]:
     return str(translator_dir.parent / "train.src"), str(translator_dir.parent / "train.tgt")
 
 
+def test_training_builds_the_shortlist(translator_dir: Path) -> None:
+    """``seqattn train`` leaves the shortlist of its training pairs in the model directory."""
+    lexical = LexicalShortlist.load(translator_dir / "shortlist.pt")
+    results = json.loads((translator_dir / "results.json").read_text())
+    assert (
+        results["shortlist"]["pairs"] == lexical.pairs == 300 and lexical.top == results["shortlist"]["top"]
+    )
+    assert seqattn.load(translator_dir, shortlist=True).translate(["w1 w2"], beam=2)[0] is not None
+
+
 def test_build_writes_the_shortlist_and_reports_coverage(model_copy: Path, translator_dir: Path) -> None:
     src, tgt = corpus(translator_dir)
     output = build(model_copy, "--src", src, "--tgt", tgt, "--top", "2", "--frequent", "1")

@@ -48,10 +48,11 @@ def places(tmp: Path, translator_dir: Path, classifier_dir: Path) -> dict[str, s
             (tmp / "bad_model" / source.name).write_bytes(source.read_bytes())
     with open(tmp / "bad_model" / "config.yaml", "a", encoding="utf-8") as config:
         config.write("shiny: true\n")
-    (tmp / "bad_shortlist").mkdir()  # a translator with a damaged shortlist.pt
-    for source in translator_dir.iterdir():
-        if source.is_file() and source.name != "shortlist.pt":
-            (tmp / "bad_shortlist" / source.name).write_bytes(source.read_bytes())
+    for name in ("no_shortlist", "bad_shortlist"):  # a translator without / with a damaged shortlist
+        (tmp / name).mkdir()
+        for source in translator_dir.iterdir():
+            if source.is_file() and source.name != "shortlist.pt":
+                (tmp / name / source.name).write_bytes(source.read_bytes())
     (tmp / "bad_shortlist" / "shortlist.pt").write_bytes(b"PK\x03\x04 not really a zip")
     (tmp / "blank.txt").write_text("\n  \n")
     (tmp / "three.txt").write_text("w1\nw2\nw3\n")
@@ -169,7 +170,10 @@ CASES: dict[str, Case] = {
     "evaluate-no-references": Case(("evaluate", "-m", "{T}", "--src", "{tmp}/lines.txt"), ("--ref",)),
     "evaluate-classifier-shortlist": Case((*EVAL_C, "--shortlist"), ("{C}", "classifier")),
     # --shortlist and seqattn shortlist
-    "translate-shortlist-missing": Case((*TRANSLATE, "--shortlist"), ("{T}/shortlist.pt",)),
+    "translate-shortlist-missing": Case(
+        ("translate", "-m", "{tmp}/no_shortlist", "-i", "{tmp}/lines.txt", "--shortlist"),
+        ("{tmp}/no_shortlist/shortlist.pt",),
+    ),
     "translate-shortlist-damaged": Case(
         ("translate", "-m", "{tmp}/bad_shortlist", "-i", "{tmp}/lines.txt", "--shortlist"),
         ("{tmp}/bad_shortlist/shortlist.pt",),

@@ -1,5 +1,8 @@
 """``seqattn shortlist``: build a translation model's lexical shortlist from parallel text.
 
+``seqattn train`` already builds one from the training pairs (``train.shortlist``); this
+command rebuilds it from other text or with other sizes.
+
 The shortlist (:mod:`seqattn.decoding.shortlist`) is written into the model directory as
 ``shortlist.pt`` (through a temporary file, renamed at the end); ``seqattn translate
 --shortlist`` and ``seqattn evaluate --shortlist`` then score only its pieces.
@@ -17,7 +20,13 @@ from rich.table import Table
 
 from seqattn.api import Translator
 from seqattn.cli.infer import _aligned, _load, model_option
-from seqattn.decoding.shortlist import DEFAULT_FREQUENT, DEFAULT_TOP, SHORTLIST_FILE, LexicalShortlist
+from seqattn.decoding.shortlist import (
+    DEFAULT_FREQUENT,
+    DEFAULT_TOP,
+    MAX_PAIRS,
+    SHORTLIST_FILE,
+    LexicalShortlist,
+)
 
 console = Console(stderr=True)
 COVERAGE_PAIRS = 2000
@@ -60,7 +69,7 @@ COVERAGE_PAIRS = 2000
 @click.option(
     "--max-pairs",
     type=click.IntRange(min=1),
-    default=1_000_000,
+    default=MAX_PAIRS,
     show_default=True,
     help="Use at most the first N sentence pairs.",
 )

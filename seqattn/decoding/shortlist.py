@@ -49,6 +49,7 @@ from seqattn.quantization import linear_outputs
 __all__ = [
     "DEFAULT_FREQUENT",
     "DEFAULT_TOP",
+    "MAX_PAIRS",
     "SHORTLIST_FILE",
     "LexicalShortlist",
     "Shortlisted",
@@ -59,6 +60,9 @@ DEFAULT_TOP = 50
 """Translations kept per source piece (Marian's usual setting keeps 100 per word)."""
 DEFAULT_FREQUENT = 500
 """Most frequent target pieces every sentence may produce."""
+MAX_PAIRS = 1_000_000
+"""Sentence pairs read by ``seqattn shortlist`` (default) and at the end of ``seqattn train``:
+the first ones of the corpus."""
 SHORTLIST_FILE = "shortlist.pt"
 """Its name in a model directory."""
 FORMAT = "seqattn-shortlist"

@@ -8,6 +8,7 @@ A model directory holds everything needed to use the model later, and nothing el
     checkpoints/         training states for exact resume (best-k and last), checkpoints.json
     metrics.jsonl        training and validation metrics, one JSON object per line
     results.json         the summary of the run (steps, time, validation and test metrics)
+    shortlist.pt         translation: the lexical shortlist of the training pairs (train.shortlist)
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from seqattn.data.corpora import load_corpus
 from seqattn.data.encoded import encode_corpus
 from seqattn.data.labels import LabelVocabulary
 from seqattn.data.text import open_binary
-from seqattn.data.tokenizer import Tokenizer
+from seqattn.data.tokenizer import EOS_ID, Tokenizer
+from seqattn.decoding.shortlist import MAX_PAIRS, SHORTLIST_FILE, LexicalShortlist
 from seqattn.errors import ConfigError, DataError
 from seqattn.io import atomic_write_text
 from seqattn.metrics import classification_report, corpus_bleu, corpus_chrf, exact_match
@@ -266,6 +268,23 @@ def train_translation(
             "beam": config.train.test_beam,
         }
         results["test_signature"] = f"BLEU {bleu.signature} | chrF {chrf.signature}"
+    if config.train.shortlist:
+        start = time.perf_counter()
+        with console.status("building the lexical shortlist of the training pairs..."):
+            lexical = LexicalShortlist.build(
+                [[*ids, EOS_ID] for ids in train.first[:MAX_PAIRS]],  # sources as the decoders read them
+                train.second[:MAX_PAIRS],  # type: ignore[index]
+                src_vocab=source_tok.vocab_size,
+                tgt_vocab=target_tok.vocab_size,
+            )
+            lexical.save(model_dir / SHORTLIST_FILE)
+        results["shortlist"] = {
+            "file": SHORTLIST_FILE,
+            "pairs": lexical.pairs,
+            "top": lexical.top,
+            "frequent": int(lexical.frequent.numel()),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
     atomic_write_text(model_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 
