@@ -21,31 +21,13 @@ import pytest
 import torch
 from torch import nn
 
-from seqattn.config import RNNConfig, TransformerConfig
 from seqattn.data.batching import pad_batch
 from seqattn.decoding import Hypothesis, beam_search, greedy_search, translate_batches
 from seqattn.models.build import build_seq2seq
 from seqattn.quantization import quantize_int8
+from tests.decoding.tiny_configs import CONFIGS, VOCAB
 
-VOCAB = 20
 SOURCES = 72
-CONFIGS = {
-    "rnn-bahdanau": RNNConfig(
-        style="bahdanau", score="additive", embed_dim=16, hidden_size=16, decoder_size=32, dropout=0.0
-    ),
-    "rnn-luong": RNNConfig(
-        style="luong",
-        score="general",
-        embed_dim=16,
-        hidden_size=16,
-        decoder_size=32,
-        num_layers=2,
-        dropout=0.0,
-    ),
-    "transformer": TransformerConfig(
-        d_model=16, num_heads=4, ffn_dim=32, encoder_layers=2, decoder_layers=2, dropout=0.0, tie="all"
-    ),
-}
 Search = Callable[..., list[list[Hypothesis]]]
 SEARCHES: dict[str, tuple[Search, dict]] = {
     "greedy": (greedy_search, {}),

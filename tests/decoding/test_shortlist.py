@@ -28,7 +28,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from seqattn.config import RNNConfig, TransformerConfig
 from seqattn.data.batching import pad_batch
 from seqattn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from seqattn.decoding import Hypothesis, beam_search, greedy_search, translate_batches
@@ -37,6 +36,7 @@ from seqattn.errors import DataError
 from seqattn.models.build import build_seq2seq
 from seqattn.models.protocol import Seq2Seq
 from seqattn.quantization import Int8Linear, linear_outputs, quantize_int8
+from tests.decoding.tiny_configs import CONFIGS, VOCAB
 
 SPECIALS = {PAD_ID, UNK_ID, BOS_ID, EOS_ID}
 Search = Callable[..., list[list[Hypothesis]]]
@@ -267,24 +267,6 @@ def test_a_sentences_list_does_not_depend_on_its_batch(
 
 # -- decoding with real models ---------------------------------------------------------------------
 
-VOCAB = 20
-CONFIGS = {
-    "rnn-bahdanau": RNNConfig(
-        style="bahdanau", score="additive", embed_dim=16, hidden_size=16, decoder_size=32, dropout=0.0
-    ),
-    "rnn-luong": RNNConfig(
-        style="luong",
-        score="general",
-        embed_dim=16,
-        hidden_size=16,
-        decoder_size=32,
-        num_layers=2,
-        dropout=0.0,
-    ),
-    "transformer": TransformerConfig(
-        d_model=16, num_heads=4, ffn_dim=32, encoder_layers=2, decoder_layers=2, dropout=0.0, tie="all"
-    ),
-}
 SEARCHES: dict[str, tuple[Search, dict]] = {
     "greedy": (greedy_search, {}),
     "beam": (beam_search, {"beam_size": 3, "n_best": 2, "length_penalty": 0.6}),
