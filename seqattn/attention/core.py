@@ -27,7 +27,7 @@ from seqattn.attention.masks import causal_mask, combine_masks
 from seqattn.attention.scores import Score
 from seqattn.dropout import dropout as apply_dropout
 
-__all__ = ["PreparedKeys", "attend", "prepare_keys"]
+__all__ = ["PreparedKeys", "attend", "grouped_cache_attention", "prepare_keys"]
 
 
 @dataclass(frozen=True)
@@ -146,3 +146,38 @@ def attend(
     attn = apply_dropout(weights, dropout)  # the weights themselves when dropout is 0
     context = attn @ values  # (..., Tq, Dv)
     return context, (weights if need_weights else None)
+
+
+def grouped_cache_attention(
+    query: Tensor, keys: Tensor, values: Tensor, ancestry: Tensor, *, group: int, scale: float
+) -> Tensor:
+    """One decoding step of dot-product attention over a key/value cache whose rows come in
+    groups that share their storage (a :class:`~seqattn.attention.KVCache` after beam
+    reorders without copies).
+
+    Shapes: ``query`` ``(B, H, 1, Dh)``; ``keys`` (prepared) and ``values`` ``(B, H, T, Dh)``,
+    as stored; ``ancestry`` ``(B, T)``: position ``j`` of row ``r``'s history is in stored row
+    ``group * (r // group) + ancestry[r, j]``. Returns the context ``(B, H, 1, Dh)``, equal (up
+    to float rounding) to attending over each row's own history.
+
+    Each group's ``group`` queries meet the group's stored rows in one batched product, so the
+    cache is read once per group, as a copying reorder would have read it once per row; of the
+    ``group x T`` scores of a query, the ``T`` of its own history are kept (a gather), and its
+    weights are spread back over the stored rows (zeros elsewhere) for the product with the
+    values.
+    """
+    rows, heads, _, dim = query.shape
+    groups, length = rows // group, keys.size(2)
+    q = query.reshape(groups, 1, group, heads, dim).transpose(2, 3)  # (M, 1, H, g, Dh)
+    k = keys.view(groups, group, heads, length, dim)  # (M, g stored, H, T, Dh)
+    v = values.view(groups, group, heads, length, dim)
+    if query.dtype in (torch.bfloat16, torch.float16):  # as in _dot: keys are a strided slice
+        scores = torch.matmul(k, q.transpose(-1, -2)).transpose(-1, -2)
+    else:
+        scores = torch.matmul(q, k.transpose(-1, -2))
+    scores = scores * scale  # (M, g stored, H, g queries, T)
+    own = ancestry.view(groups, 1, 1, group, length).expand(groups, 1, heads, group, length)
+    weights = torch.softmax(scores.gather(1, own), dim=-1)  # (M, 1, H, g, T)
+    spread = weights.new_zeros(scores.shape).scatter_(1, own, weights)  # (M, g stored, H, g, T)
+    context = torch.matmul(spread, v).sum(dim=1)  # (M, H, g, Dh)
+    return context.transpose(1, 2).reshape(rows, heads, 1, dim)

@@ -9,8 +9,9 @@
   weights run on the fused SDPA kernels;
 * tied embeddings: ``none``, ``decoder`` (target input embedding = output projection, Press &
   Wolf 2017) or ``all`` (source embedding too; needs one joint vocabulary);
-* incremental decoding: every decoder self-attention keeps a :class:`KVCache`, and each layer's
-  cross-attention keys/values are projected once per source (:class:`ProjectedMemory`).
+* incremental decoding: every decoder self-attention keeps a :class:`KVCache` (beam reorders
+  within sentences move nothing in it, see there), and each layer's cross-attention
+  keys/values are projected once per source (:class:`ProjectedMemory`).
 
 The attention a step reports (for alignments and plots) is the cross-attention of one decoder
 layer averaged over a set of heads: ``alignment_layer`` (default: the penultimate layer, which
@@ -202,9 +203,10 @@ class TransformerState:
     group: int = 1
 
     def index_select(self, index: Tensor) -> TransformerState:
-        for cache in self.caches:
-            cache.reorder(index)
         take, group = regroup(index, group=self.group, memory_rows=self.memory_mask.size(0))
+        within = group if group == self.group else 1  # beams moved within their sentences
+        for cache in self.caches:
+            cache.reorder(index, group=within)
         return TransformerState(
             memories=self.memories if take is None else [m.index_select(0, take) for m in self.memories],
             memory_mask=self.memory_mask if take is None else self.memory_mask.index_select(0, take),
@@ -297,7 +299,7 @@ class TransformerSeq2Seq(nn.Module):
         return TransformerState(
             memories=[layer.cross_attn.project_memory(memory) for layer in self.decoder],
             memory_mask=mask,
-            caches=[KVCache() for _ in self.decoder],
+            caches=[KVCache(grouped=layer.self_attn.reads_grouped_cache) for layer in self.decoder],
         )
 
     def step(
