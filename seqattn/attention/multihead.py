@@ -303,7 +303,13 @@ class MultiHeadAttention(nn.Module):
             prepared = self.score.prepare_keys(k)
             if cache is not None:
                 scale = self.score.dot_scale(self.head_dim)
-                grouped = tq == 1 and mask is None and scale is not None and not need_weights
+                grouped = (
+                    tq == 1
+                    and mask is None
+                    and scale is not None
+                    and not need_weights
+                    and not (self.training and self.dropout)
+                )
                 if cache.ancestry is not None and not grouped:
                     cache.resolve()
                 prepared, v = cache.append(prepared, v)  # (B, H, Tk, Dh)

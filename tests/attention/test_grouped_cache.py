@@ -126,6 +126,17 @@ def test_asking_for_weights_resolves_the_cache(need_weights_at: int) -> None:
     )
 
 
+def test_attention_dropout_in_training_mode_resolves_the_cache() -> None:
+    mha = MultiHeadAttention(D, H, dropout=0.5).train()
+    cache, generator = KVCache(), torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        mha(torch.randn(4, 1, D), cache=cache)
+        cache.reorder(beam_index(generator, 2, 2), group=2)
+        assert cache.ancestry is not None
+        mha(torch.randn(4, 1, D), cache=cache)
+    assert cache.ancestry is None
+
+
 def test_a_reorder_that_breaks_the_groups_resolves_the_cache() -> None:
     grouped, _ = run_both(
         make_mha("scaled_dot"), 2, ["step", "beam", "step", "beam", "any", "step", "beam", "step"]
