@@ -24,6 +24,10 @@ the clock starts):
 * ``MultiHeadAttention`` cross-attention: ``project_memory`` once versus raw memory every step.
 * ``MultiHeadAttention`` causal self-attention: a ``KVCache`` (each step projects only its own
   position) versus recomputing causal attention over the whole prefix each step.
+* The same under beam search (64 sentences x 5 beams, a seeded beam reorder after every step,
+  each hypothesis continuing one of its own sentence's): reorders that move nothing in the
+  ``KVCache`` (``reorder(index, group=5)``) versus copying every row's cache to its new place
+  (``KVCache(grouped=False)``).
 
 The cached variant's loop includes its one-off preparation. Both variants of a pair compute the
 same result; their maximum absolute difference is recorded (as is MHA's against the baseline),
@@ -77,6 +81,7 @@ PADDING_FRACTION = 0.10
 MHA_TARGET = 1.10  # MHA (default score) / baseline, per training row
 DECODE_STEPS = 50
 DECODE_BATCH = 64
+BEAM = 5
 SOURCE_LENGTH = 40
 ADDITIVE_HIDDEN = 256
 ADDITIVE_TARGET = 3.0  # speedup of prepared keys over re-projected keys
@@ -448,6 +453,33 @@ def run_decoding(
         f"MHA causal self-attention (D {D_MODEL}, {NUM_HEADS} heads)",
         ("KVCache", self_cached),
         ("full causal recompute over the prefix", self_recomputed),
+        device,
+        precision,
+        args,
+        log,
+    )
+
+    # The same under beam search: K hypotheses per sentence, reordered within it after each step.
+    rows = DECODE_BATCH * BEAM
+    beam_queries = [randn(rows, 1, D_MODEL) for _ in range(DECODE_STEPS)]
+    parents = [
+        (
+            torch.arange(DECODE_BATCH).repeat_interleave(BEAM) * BEAM
+            + torch.randint(0, BEAM, (rows,), generator=generator)
+        ).to(device)
+        for _ in range(DECODE_STEPS)
+    ]
+
+    def beam_loop(cache: KVCache, group: int) -> Tensor:
+        for query, index in zip(beam_queries, parents, strict=True):
+            out, _ = mha(query, causal=True, cache=cache)
+            cache.reorder(index, group=group)
+        return out
+
+    yield from _decode_pair(
+        f"MHA causal self-attention under beam reorders ({DECODE_BATCH} x {BEAM} rows)",
+        ("KVCache, reorders within sentences move nothing", lambda: beam_loop(KVCache(), BEAM)),
+        ("KVCache copying every reorder", lambda: beam_loop(KVCache(grouped=False), 1)),
         device,
         precision,
         args,
