@@ -9,6 +9,7 @@ from torch import nn
 
 from seqattn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from seqattn.errors import ConfigError
+from seqattn.models import rnn as rnn_module
 from seqattn.models.protocol import Seq2Seq
 from seqattn.models.rnn import RNNSeq2Seq
 from seqattn.models.transformer import TransformerSeq2Seq
@@ -270,3 +271,29 @@ def test_rnn_training_path_matches_the_default_lstm_kernel() -> None:
     torch.testing.assert_close(loss, want_loss)
     for got, want in zip(grads, want_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("lengths", [[5, 3, 6, 3, 5, 1], [4, 4, 4], [7, 1, 6, 2, 5, 3, 4]])
+def test_rnn_encoder_training_path_by_length_matches_packing(lengths: list[int]) -> None:
+    """fp32 CPU training runs the encoder once per source length, unpadded: the same states
+    (zeros on padding), final states and gradients as the packed call."""
+    torch.manual_seed(0)
+    model = rnn(style="bahdanau", score="additive", num_layers=2).train()
+    src, src_lengths = batch(lengths)
+
+    def run() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        model.zero_grad()
+        states, (h, c) = model.encoder(src, src_lengths)
+        (states.square().sum() + h.sum() + 2 * c.sum()).backward()
+        grads = [p.grad.clone() for p in model.encoder.parameters() if p.grad is not None]
+        return [states.detach(), h.detach(), c.detach()], grads
+
+    outputs, grads = run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rnn_module, "_fp32_cpu_training", lambda module, x: False)
+        want_outputs, want_grads = run()
+    for row, length in enumerate(lengths):
+        assert outputs[0][row, length:].eq(0).all()
+    for got, want in zip(outputs + grads, want_outputs + want_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert len(grads) == len(want_grads) > 0
