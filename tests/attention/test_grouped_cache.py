@@ -14,13 +14,8 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from seqattn.attention import KVCache, MultiHeadAttention, ScaledDot, attend, grouped_cache_attention
-from tests.attention.reference import DOT_LIKE, SCORE_NAMES, make_score
-
-D, H = 16, 4
-
-
-def make_mha(name: str) -> MultiHeadAttention:
-    return MultiHeadAttention(D, H, score=make_score(name, D // H)).eval()
+from tests.attention.reference import DOT_LIKE, SCORE_NAMES
+from tests.attention.test_multihead import D, H, make_mha
 
 
 def beam_index(generator: torch.Generator, groups: int, group: int, *, keep: Tensor | None = None) -> Tensor:
