@@ -126,7 +126,9 @@ class TranslationTask:
         pairs = self._collate(batch, self.train_src, self.train_tgt)
         real = pairs.tgt_out.ne(PAD_ID)  # (B, T): the output projection skips padding
         logits, _ = model(pairs.src, pairs.src_lengths, pairs.tgt_in, need_attention=False, positions=real)
-        return label_smoothed_cross_entropy(logits, pairs.tgt_out[real], smoothing=self.label_smoothing)
+        return label_smoothed_cross_entropy(
+            logits, pairs.tgt_out[real], smoothing=self.label_smoothing, overwrite_logits=True
+        )
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         nll, tokens = 0.0, 0
@@ -142,7 +144,9 @@ class TranslationTask:
             logits, _ = model(
                 pairs.src, pairs.src_lengths, pairs.tgt_in, need_attention=False, positions=real
             )
-            out = label_smoothed_cross_entropy(logits, pairs.tgt_out[real], smoothing=0.0)
+            out = label_smoothed_cross_entropy(
+                logits, pairs.tgt_out[real], smoothing=0.0, overwrite_logits=True
+            )
             nll += float(out.nll)
             tokens += out.tokens
         loss = nll / max(tokens, 1)

@@ -196,3 +196,70 @@ def test_shape_and_dtype_mistakes_are_bugs() -> None:
         label_smoothed_cross_entropy(logits, target[:, :4])
     with pytest.raises(TypeError, match="integer ids"):
         label_smoothed_cross_entropy(logits, target.float())
+
+
+def _projected(seed: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hidden states and an output weight (both leaves requiring grad), and targets of ``shape``
+    without padding, in float64."""
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(*shape, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(VOCAB, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(1, VOCAB, shape, generator=generator)
+    return hidden, weight, target
+
+
+@pytest.mark.parametrize("shape", [(9,), (3, 4)], ids=["rows", "batch-by-time view"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_overwriting_the_logits_changes_no_result(shape: tuple[int, ...], smoothing: float) -> None:
+    """With ``overwrite_logits`` the logits (an output projection, 2-D or reshaped from 3-D)
+    hold the log-probabilities after the forward pass, and loss, nll and every gradient are the
+    same as without."""
+    results = []
+    for overwrite in (False, True):
+        hidden, weight, target = _projected(11, shape)
+        logits = hidden @ weight.t()  # (..., V), not a leaf
+        before = logits.detach().clone()
+        out = label_smoothed_cross_entropy(logits, target, smoothing=smoothing, overwrite_logits=overwrite)
+        if overwrite:
+            torch.testing.assert_close(logits.detach(), before.log_softmax(-1), rtol=0, atol=1e-12)
+        else:
+            assert torch.equal(logits.detach(), before)
+        out.loss.backward()
+        results.append((out.loss.detach(), out.nll, hidden.grad, weight.grad))
+    for kept, overwritten in zip(*results, strict=True):
+        torch.testing.assert_close(overwritten, kept, rtol=0, atol=1e-12)
+
+
+def test_the_callers_logits_are_only_overwritten_on_request() -> None:
+    """Without ``overwrite_logits`` the caller's logits survive every path: all kept, some
+    dropped (the loss's own copy), upcast from bfloat16 (a copy), and a leaf with overwriting
+    requested (a leaf that requires grad cannot be written in place)."""
+    logits, target = _batch(seed=12)
+    full = torch.randint(1, VOCAB, target.shape)
+    cases = [(logits, full, False), (logits, target, False), (logits.bfloat16(), full, False)]
+    cases.append((logits.clone().requires_grad_(True), full, True))
+    for given, targets, overwrite in cases:
+        before = given.detach().clone()
+        out = label_smoothed_cross_entropy(given, targets, smoothing=0.1, overwrite_logits=overwrite)
+        if given.requires_grad:
+            out.loss.backward()
+        assert torch.equal(given.detach(), before)
+
+
+def test_a_second_backward_is_refused_only_after_overwriting() -> None:
+    """With ``overwrite_logits`` the backward pass turns the saved log-probabilities into the
+    gradient in place, so a second pass over a retained graph must fail loudly instead of
+    using the gradient; without it, the second pass gives the same gradient again."""
+    for overwrite in (False, True):
+        hidden, weight, target = _projected(13, (5,))
+        out = label_smoothed_cross_entropy(
+            hidden @ weight.t(), target, smoothing=0.1, overwrite_logits=overwrite
+        )
+        out.loss.backward(retain_graph=True)
+        first = hidden.grad.clone()
+        if overwrite:
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                out.loss.backward()
+        else:
+            out.loss.backward()
+            torch.testing.assert_close(hidden.grad, 2 * first)
