@@ -145,7 +145,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -501,13 +501,77 @@ def save_model(
     return path
 
 
-def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train one model for the timed window (and up to ``decode_after``), then decode."""
-    from seqattn.data.corpora import CorpusSpec, load_corpus
+@dataclass
+class TrainingRun:
+    """What one training measurement needs: the encoded corpus, the model, its task and trainer."""
+
+    train_src: list[list[int]]
+    train_tgt: list[list[int]]
+    config: RNNConfig | TransformerConfig
+    settings: TrainConfig
+    model: torch.nn.Module
+    task: Any
+    trainer: Any
+
+
+def training_run(
+    name: str,
+    tokenizer: Tokenizer,
+    data_dir: Path,
+    scratch: Path,
+    *,
+    precision: str,
+    device: torch.device,
+    rnn_style: str = "luong",
+) -> TrainingRun:
+    """The benchmark model ``name`` (seeded), the Multi30k training pairs and the Trainer that
+    runs its updates, as every training measurement here uses them."""
+    from seqattn.data.corpora import CorpusSpec
     from seqattn.data.encoded import encode_corpus
     from seqattn.models.build import build_seq2seq
     from seqattn.training.trainer import Trainer
     from seqattn.training.translation import TranslationTask
+
+    os.environ["SEQATTN_CACHE"] = str(scratch / "cache")  # no encoded-corpus cache left behind
+    train = encode_corpus(
+        CorpusSpec(src=str(data_file(data_dir, "train.de")), tgt=str(data_file(data_dir, "train.en"))),
+        task="translation",
+        tokenizer=tokenizer,
+        use_cache=False,
+    )
+    config = model_config(name, rnn_style)
+    settings = train_config(name, bf16=precision == "bf16")
+    torch.manual_seed(SEED)
+    model = build_seq2seq(config, src_vocab=tokenizer.vocab_size, tgt_vocab=tokenizer.vocab_size)
+    train_src: list[list[int]] = train.first
+    train_tgt: list[list[int]] = train.second  # type: ignore[assignment]
+    task = TranslationTask(
+        train_src=train_src,
+        train_tgt=train_tgt,
+        valid_src=[],
+        valid_tgt=[],
+        valid_references=[],
+        target_tokenizer=tokenizer,
+        max_tokens=MAX_TOKENS,
+        max_len=MAX_LEN,
+        seed=SEED,
+        label_smoothing=settings.label_smoothing,
+        device=device,
+    )
+    trainer = Trainer(
+        model,
+        task,
+        config=settings,
+        output_dir=scratch / "run",
+        device=device,
+        console=Console(stderr=True, quiet=True),
+    )
+    return TrainingRun(train_src, train_tgt, config, settings, model, task, trainer)
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one model for the timed window (and up to ``decode_after``), then decode."""
+    from seqattn.data.corpora import CorpusSpec, load_corpus
 
     wall_start = time.perf_counter()
     set_threads(spec["threads"])
@@ -517,41 +581,18 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     data_dir = Path(spec["data_dir"])
     tokenizer = Tokenizer.load(spec["tokenizer"])
     with tempfile.TemporaryDirectory(prefix="seqattn-bench-") as scratch:
-        os.environ["SEQATTN_CACHE"] = str(Path(scratch) / "cache")  # no encoded-corpus cache left behind
-        train = encode_corpus(
-            CorpusSpec(src=str(data_file(data_dir, "train.de")), tgt=str(data_file(data_dir, "train.en"))),
-            task="translation",
-            tokenizer=tokenizer,
-            use_cache=False,
+        run = training_run(
+            name,
+            tokenizer,
+            data_dir,
+            Path(scratch),
+            precision=precision,
+            device=device,
+            rnn_style=spec["rnn_style"],
         )
-        config = model_config(name, spec["rnn_style"])
-        settings = train_config(name, bf16=precision == "bf16")
-        torch.manual_seed(SEED)
-        model = build_seq2seq(config, src_vocab=tokenizer.vocab_size, tgt_vocab=tokenizer.vocab_size)
+        config, settings, model, task, trainer = run.config, run.settings, run.model, run.task, run.trainer
+        train_src, train_tgt = run.train_src, run.train_tgt
         parameters = sum(p.numel() for p in model.parameters())
-        train_src: list[list[int]] = train.first
-        train_tgt: list[list[int]] = train.second  # type: ignore[assignment]
-        task = TranslationTask(
-            train_src=train_src,
-            train_tgt=train_tgt,
-            valid_src=[],
-            valid_tgt=[],
-            valid_references=[],
-            target_tokenizer=tokenizer,
-            max_tokens=MAX_TOKENS,
-            max_len=MAX_LEN,
-            seed=SEED,
-            label_smoothing=settings.label_smoothing,
-            device=device,
-        )
-        trainer = Trainer(
-            model,
-            task,
-            config=settings,
-            output_dir=Path(scratch) / "run",
-            device=device,
-            console=Console(stderr=True, quiet=True),
-        )
         warmup, timed = spec["warmup"], spec["steps"]
         total = max(warmup + timed, spec["decode_after"])
         steps: list[dict[str, float]] = []
