@@ -20,8 +20,9 @@ pad class.
 
 Positions whose target is ``ignore_index`` are dropped before the softmax: they cost nothing and
 receive zero gradient. Counting them gives ``tokens`` as a Python ``int``, which synchronises
-with the GPU once per call (a trainer needs the count on the host anyway). Half-precision logits are upcast to float32 first (float64 stays
-float64), and log-probabilities come from ``log_softmax``, which is stable for large logits.
+with the GPU once per call (a trainer needs the count on the host anyway). Half-precision
+logits are upcast to float32 first (float64 stays float64), and log-probabilities come from
+``log_softmax``, which is stable for large logits.
 
 **Memory.** The ``(N, V)`` tensors are the largest of a translation step (over 100 MB for
 4,000 target tokens and 8k pieces), and on a CPU each fresh one costs page faults: the system
@@ -30,12 +31,13 @@ zeroes every page on first touch, and glibc maps and unmaps blocks this large af
 into its own input 19 ms. So the log-probabilities overwrite the logits whenever the logits are
 the loss's own copy (dropped positions or an upcast) or the caller gives them up
 (``overwrite_logits=True``, what the translation task does); with that promise the backward
-pass also turns the saved log-probabilities into the gradient in place. One ``(N, V)`` buffer lives through the
-step instead of three: output projection and loss, forward and backward, 304 -> 240 ms for
-3,800 x 256 -> 8,001 on 2 CPU threads (median of 15 interleaved runs), with one buffer less
-at the peak. Such a backward pass consumes what it saved, so a second backward through the
-same graph (``retain_graph=True``) stops with autograd's error about a tensor modified in
-place; without ``overwrite_logits`` the gradient is a new tensor and the graph can be reused.
+pass also turns the saved log-probabilities into the gradient in place. One ``(N, V)`` buffer
+then lives through the step instead of three: output projection and loss, forward and
+backward, 312 -> 239 ms for 3,800 x 256 -> 8,001 on 2 CPU threads (median of 15 interleaved
+runs), with one buffer less at the peak. Such a backward pass consumes what it saved, so a
+second backward through the same graph (``retain_graph=True``) stops with autograd's error
+about a tensor modified in place; without ``overwrite_logits`` the gradient is a new tensor
+and the graph can be reused.
 """
 
 from __future__ import annotations
