@@ -27,9 +27,9 @@ own tunables in the environment (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRES
 Freed blocks are only reusable if nothing long-lived is allocated between them, and oneDNN's
 primitive cache is exactly that: every RNN primitive it creates (one per layer and input shape:
 the RNN encoder's training batches run one shape per source length, the RNN decoder one per
-number of live hypotheses) stays in an LRU cache of 1,024 by default, a megabyte or so each,
-allocated in the middle of a step. On the RNN benchmark workload the heap's live bytes grew by
-about 1.2 MB a step and the freed blocks pinned between them grew the peak RSS from 1,233 MiB
+number of live hypotheses) stays in an LRU cache of 1,024 by default, allocated in the middle
+of a step. On the RNN benchmark workload the heap's live bytes grew by about 1.2 MB a step,
+and the freed blocks pinned between them grew the peak RSS from 1,233 MiB
 (packed encoder) to 1,543 MiB after 40 steps and 2,112 MiB after 120. :func:`bound_primitive_cache`
 caps the cache at 16 primitives (the same workload: 1,306 MiB, no slower), through oneDNN's own
 ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, which oneDNN reads when it creates its first primitive in the
