@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqattn.attention import AttentionPooling, build_score, key_mask, padding_mask
 from seqattn.data.tokenizer import PAD_ID, UNK_ID
 from seqattn.dropout import Dropout
 from seqattn.errors import ConfigError
+from seqattn.models.lstm import run_lstm
 from seqattn.models.transformer import EncoderLayer, sinusoidal_table
 
 __all__ = ["AttentionClassifier", "ClassifierOutput", "HierarchicalClassifier", "SequenceEncoder"]
@@ -94,9 +94,7 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """``(B, T, E)`` and ``(B,)`` lengths (>= 1) -> ``(B, T, D)``; padding rows are zeros."""
         if self.kind == "bilstm":
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            output, _ = self.lstm(packed)
-            states, _ = pad_packed_sequence(output, batch_first=True, total_length=x.size(1))
+            states, _ = run_lstm(self.lstm, x, lengths)  # by length in fp32 CPU training
             return states
         if self.kind == "transformer":
             mask = key_mask(padding_mask(lengths, max_len=x.size(1)))  # (B, 1, 1, T)

@@ -1,7 +1,7 @@
 """LSTM encoder-decoder with attention, in Bahdanau's and Luong's styles.
 
-Encoder: embeddings -> a bidirectional multi-layer LSTM over packed sequences (no work on
-padding). Its final states, both directions concatenated, initialise the decoder through a
+Encoder: embeddings -> a bidirectional multi-layer LSTM over each source's own positions (no
+work on padding, :mod:`seqattn.models.lstm`). Its final states, both directions concatenated, initialise the decoder through a
 ``tanh`` bridge.
 
 Decoder, one target position per step, attention from :mod:`seqattn.attention` with any score:
@@ -29,13 +29,13 @@ from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqattn.attention import PreparedKeys, Score, attend, build_score, padding_mask
 from seqattn.data.tokenizer import PAD_ID
 from seqattn.dropout import Dropout
 from seqattn.errors import ConfigError
 from seqattn.models.groups import regroup
+from seqattn.models.lstm import fp32_cpu_training, run_lstm
 from seqattn.models.protocol import StepOutput
 
 __all__ = ["RNNEncoder", "RNNSeq2Seq", "RNNState"]
@@ -43,30 +43,12 @@ __all__ = ["RNNEncoder", "RNNSeq2Seq", "RNNState"]
 STYLES = ("bahdanau", "luong")
 
 
-def _fp32_cpu_training(module: nn.Module, x: Tensor) -> bool:
-    """Whether ``module`` is training on ``x`` in plain fp32 on a CPU (no autocast), where
-    torch's LSTM picks between its own kernels and oneDNN's by the input's form."""
-    return (
-        module.training
-        and torch.is_grad_enabled()
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
-    )
-
-
 class RNNEncoder(nn.Module):
     """Embeddings and a bidirectional LSTM over each source's own length.
 
-    Inference packs the batch (:func:`~torch.nn.utils.rnn.pack_padded_sequence`). fp32 training
-    on a CPU runs the LSTM once per source length instead, on the sources of that length
-    unpadded: torch runs a packed batch on its own kernels, whose backward pass zero-fills a
-    gradient of all the batch's input gates at every position (about 110 fills of 6.5 MB in a
-    benchmark step), while an unpacked batch goes to oneDNN's RNN primitive. Length-bucketed
-    training batches hold few lengths (two in the median benchmark batch, at most 17): forward
-    and backward of the benchmark encoder took 107-187 ms this way against 142-233 ms packed
-    (6-17 lengths, paired). Each source still sees exactly its own positions, so the results
-    are the packed ones up to float rounding.
+    The LSTM runs through :func:`~seqattn.models.lstm.run_lstm`: packed for inference, once per
+    source length, unpadded, in fp32 CPU training (oneDNN's kernels instead of torch's packed
+    ones; the same results up to float rounding).
     """
 
     def __init__(
@@ -88,12 +70,7 @@ class RNNEncoder(nn.Module):
         """``(B, S)`` ids -> states ``(B, S, 2H)`` (zeros on padding) and final ``(h, c)``, each
         ``(L, B, 2H)`` with both directions concatenated."""
         embedded = self.dropout(self.embed(src))  # (B, S, E)
-        if _fp32_cpu_training(self, embedded) and bool(lengths.min() > 0):
-            states, (h, c) = self._by_length(embedded, lengths)
-        else:
-            packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            output, (h, c) = self.lstm(packed)
-            states, _ = pad_packed_sequence(output, batch_first=True, total_length=src.size(1))  # (B, S, 2H)
+        states, (h, c) = run_lstm(self.lstm, embedded, lengths)  # (B, S, 2H), (2L, B, H)
         layers = self.lstm.num_layers
 
         def merge(x: Tensor) -> Tensor:  # (L*2, B, H) -> (L, B, 2H)
@@ -101,27 +78,6 @@ class RNNEncoder(nn.Module):
             return torch.cat([x[:, 0], x[:, 1]], dim=-1)
 
         return self.dropout(states), (merge(h), merge(c))
-
-    def _by_length(self, embedded: Tensor, lengths: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """The LSTM over each set of equal-length sources: states ``(B, S, 2H)`` (zeros on
-        padding) and final ``(h, c)``, ``(2L, B, H)`` each, as the packed call returns them."""
-        total = embedded.size(1)
-        lengths = lengths.to(embedded.device)
-        outputs, finals_h, finals_c, groups = [], [], [], []
-        for length in lengths.unique().tolist():
-            rows = (lengths == length).nonzero().squeeze(1)  # (b,)
-            output, (h, c) = self.lstm(embedded.index_select(0, rows)[:, :length])  # (b, length, 2H)
-            outputs.append(nn.functional.pad(output, (0, 0, 0, total - length)))
-            finals_h.append(h)
-            finals_c.append(c)
-            groups.append(rows)
-        order = torch.cat(groups)  # batch row of each row of the concatenation
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(order.numel(), device=order.device)
-        states = torch.cat(outputs).index_select(0, inverse)
-        h = torch.cat(finals_h, dim=1).index_select(1, inverse)
-        c = torch.cat(finals_c, dim=1).index_select(1, inverse)
-        return states, (h, c)
 
 
 @dataclass(frozen=True)
@@ -316,7 +272,7 @@ class RNNSeq2Seq(nn.Module):
         1.03-1.05x faster (three paired A/Bs). Inference (where the native cell was 0.93x) and
         reduced precision keep the default.
         """
-        if _fp32_cpu_training(self, x):
+        if fp32_cpu_training(self, x):
             enabled = torch._C._get_mkldnn_enabled()  # torch.backends.mkldnn.flags() warns about TF32
             torch._C._set_mkldnn_enabled(False)
             try:

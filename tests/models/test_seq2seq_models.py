@@ -9,7 +9,7 @@ from torch import nn
 
 from seqattn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from seqattn.errors import ConfigError
-from seqattn.models import rnn as rnn_module
+from seqattn.models import lstm as lstm_module
 from seqattn.models.protocol import Seq2Seq
 from seqattn.models.rnn import RNNSeq2Seq
 from seqattn.models.transformer import TransformerSeq2Seq
@@ -290,7 +290,7 @@ def test_rnn_encoder_training_path_by_length_matches_packing(lengths: list[int])
 
     outputs, grads = run()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rnn_module, "_fp32_cpu_training", lambda module, x: False)
+        patch.setattr(lstm_module, "fp32_cpu_training", lambda module, x: False)
         want_outputs, want_grads = run()
     for row, length in enumerate(lengths):
         assert outputs[0][row, length:].eq(0).all()
