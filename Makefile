@@ -56,6 +56,7 @@ bench: setup
 	$(OFFLINE) $(BIN)/python benchmarks/data_pipeline.py
 	$(OFFLINE) $(BIN)/python benchmarks/translation.py
 	$(OFFLINE) $(BIN)/python benchmarks/training_floor.py --models transformer rnn
+	$(OFFLINE) $(BIN)/python benchmarks/lstm_paths.py
 	$(OFFLINE) $(BIN)/python benchmarks/memory.py
 	$(OFFLINE) $(BIN)/python benchmarks/int8.py
 

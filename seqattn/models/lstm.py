@@ -64,7 +64,7 @@ def by_length_pays(distinct: Tensor, *, rows: int) -> bool:
 
     A cost model with its constants measured on LSTMs of 64-128 units per direction (1-2
     layers) over 8-512 rows of 20-60 positions, forward + backward, both paths timed on each
-    case: oneDNN pays a fixed cost per time step of each group, about a sixth of a packed time
+    case (``benchmarks/lstm_paths.py``, an AMD EPYC with 2 threads): oneDNN pays a fixed cost per time step of each group, about a sixth of a packed time
     step's, so a few groups always pay (steps run by length ``sum(distinct) <= 4 * longest``);
     packing's backward pass fills the input-gate gradient of the whole batch at every position
     (cost ``rows * longest**2``), so large groups pay too (``rows / groups * longest >= 320``).
