@@ -5,10 +5,10 @@ Two ways, picked by :func:`run_lstm`:
 * **packed** (:func:`~torch.nn.utils.rnn.pack_padded_sequence`): one call; used for inference,
   autocast and GPUs.
 * **by length**: fp32 training on a CPU runs the LSTM once per distinct length, on the
-  sequences of that length unpadded, when that pays (:func:`by_length_pays`). torch runs a packed batch on its own kernels, whose
-  backward pass zero-fills a gradient of all the batch's input gates at every position (about
-  110 fills of 6.5 MB in a translation benchmark step), while an unpacked batch goes to
-  oneDNN's RNN primitive. Length-bucketed batches hold few lengths (two in the median
+  sequences of that length unpadded, when that pays (:func:`by_length_pays`). torch runs a
+  packed batch on its own kernels, whose backward pass zero-fills a gradient of all the
+  batch's input gates at every position (about 110 fills of 6.5 MB in a translation benchmark
+  step), while an unpacked batch goes to oneDNN's RNN primitive. Length-bucketed batches hold few lengths (two in the median
   translation benchmark batch, at most 17). Measured forward + backward on this path against
   packing: the translation encoder 107-187 against 142-233 ms (6-17 lengths, paired); the
   sentiment classifier's BiLSTM 1.7x / 1.9x / 2.1x / 2.5x faster at 20 / 40 / 80 / 160
@@ -64,8 +64,9 @@ def by_length_pays(distinct: Tensor, *, rows: int) -> bool:
 
     A cost model with its constants measured on LSTMs of 64-128 units per direction (1-2
     layers) over 8-512 rows of 20-60 positions, forward + backward, both paths timed on each
-    case (``benchmarks/lstm_paths.py``, an AMD EPYC with 2 threads): oneDNN pays a fixed cost per time step of each group, about a sixth of a packed time
-    step's, so a few groups always pay (steps run by length ``sum(distinct) <= 4 * longest``);
+    case (``benchmarks/lstm_paths.py``, an AMD EPYC with 2 threads): oneDNN pays a fixed cost
+    per time step of each group, about a sixth of a packed time step's, so a few groups always
+    pay (steps run by length ``sum(distinct) <= 4 * longest``);
     packing's backward pass fills the input-gate gradient of the whole batch at every position
     (cost ``rows * longest**2``), so large groups pay too (``rows / groups * longest >= 320``).
     Over recorded training batches, forward + backward against the faster path for each batch:

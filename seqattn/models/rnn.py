@@ -1,8 +1,8 @@
 """LSTM encoder-decoder with attention, in Bahdanau's and Luong's styles.
 
 Encoder: embeddings -> a bidirectional multi-layer LSTM over each source's own positions (no
-work on padding, :mod:`seqattn.models.lstm`). Its final states, both directions concatenated, initialise the decoder through a
-``tanh`` bridge.
+work on padding, :mod:`seqattn.models.lstm`). Its final states, both directions concatenated,
+initialise the decoder through a ``tanh`` bridge.
 
 Decoder, one target position per step, attention from :mod:`seqattn.attention` with any score:
 
@@ -46,9 +46,9 @@ STYLES = ("bahdanau", "luong")
 class RNNEncoder(nn.Module):
     """Embeddings and a bidirectional LSTM over each source's own length.
 
-    The LSTM runs through :func:`~seqattn.models.lstm.run_lstm`: packed for inference, once per
-    source length, unpadded, in fp32 CPU training (oneDNN's kernels instead of torch's packed
-    ones; the same results up to float rounding).
+    The LSTM runs through :func:`~seqattn.models.lstm.run_lstm`: packed for inference; in fp32
+    CPU training once per source length, unpadded, where that pays (oneDNN's kernels instead of
+    torch's packed ones; the same results up to float rounding).
     """
 
     def __init__(
