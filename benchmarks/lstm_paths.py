@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"[bold]machine[/]: {machine['cpu']}, torch {machine['torch']}, {args.threads} threads")
 
     table = Table(
-        title="LSTM forward + backward, fp32, by length vs packed (E/H/L: input, hidden, layers; T: longest; G: lengths)",
+        title="LSTM forward + backward, fp32, by length vs packed "
+        "(E/H/L: input, hidden, layers; T: longest; G: lengths)",
         title_justify="left",
     )
     for column in ("E/H/L", "rows", "T", "G", "lengths", "len ms", "pack ms", "rule", "regret"):
@@ -154,8 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {key: round(totals[key] / totals["best"], 3) for key in ("by_length", "packed", "rule")}
     worst = max(record["regret"] for record in records)
     console.print(
-        f"over the grid, time against the faster path per case: always by length {summary['by_length']:.2f}x, "
-        f"always packed {summary['packed']:.2f}x, the rule {summary['rule']:.2f}x (worst case {worst:.2f}x)"
+        "over the grid, time against the faster path per case: "
+        f"always by length {summary['by_length']:.2f}x, always packed {summary['packed']:.2f}x, the rule {summary['rule']:.2f}x (worst case {worst:.2f}x)"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine, "threads": args.threads, "cases": records, "totals_vs_best": summary}

@@ -4,17 +4,17 @@ Two ways, picked by :func:`run_lstm`:
 
 * **packed** (:func:`~torch.nn.utils.rnn.pack_padded_sequence`): one call; used for inference,
   autocast and GPUs.
-* **by length**: fp32 training on a CPU runs the LSTM once per distinct length, on the
-  sequences of that length unpadded, when that pays (:func:`by_length_pays`). torch runs a
-  packed batch on its own kernels, whose backward pass zero-fills a gradient of all the
-  batch's input gates at every position (about 110 fills of 6.5 MB in a translation benchmark
-  step), while an unpacked batch goes to oneDNN's RNN primitive. Length-bucketed batches hold few lengths (two in the median
-  translation benchmark batch, at most 17). Measured forward + backward on this path against
-  packing: the translation encoder 107-187 against 142-233 ms (6-17 lengths, paired); the
-  sentiment classifier's BiLSTM 1.7x / 1.9x / 2.1x / 2.5x faster at 20 / 40 / 80 / 160
+* **by length**: fp32 training on a CPU runs the LSTM once per distinct length, on the sequences
+  of that length unpadded, when that pays (:func:`by_length_pays`). torch runs a packed batch on
+  its own kernels, whose backward pass zero-fills a gradient of all the batch's input gates at
+  every position (about 110 fills of 6.5 MB in a translation benchmark step), while an unpacked
+  batch goes to oneDNN's RNN primitive. Length-bucketed batches hold few lengths (two in the
+  median translation benchmark batch, at most 17). Measured forward + backward on this path
+  against packing: the translation encoder 107-187 against 142-233 ms (6-17 lengths, paired);
+  the sentiment classifier's BiLSTM 1.7x / 1.9x / 2.1x / 2.5x faster at 20 / 40 / 80 / 160
   positions (2,048-token batches; ``benchmarks/RESULTS.md``). It does not pay for many short
-  groups: a hierarchical classifier's word encoder sees about 45 lengths over 150 sentences
-  per batch, where it was 1.7x slower than packing.
+  groups: a hierarchical classifier's word encoder sees about 45 lengths over 150 sentences per
+  batch, where it was 1.7x slower than packing.
 
 Each sequence still sees exactly its own positions, so both give the same results up to float
 rounding (tests check states, final states and gradients).
