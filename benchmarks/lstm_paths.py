@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     worst = max(record["regret"] for record in records)
     console.print(
         "over the grid, time against the faster path per case: "
-        f"always by length {summary['by_length']:.2f}x, always packed {summary['packed']:.2f}x, the rule {summary['rule']:.2f}x (worst case {worst:.2f}x)"
+        f"always by length {summary['by_length']:.2f}x, always packed {summary['packed']:.2f}x, "
+        f"the rule {summary['rule']:.2f}x (worst case {worst:.2f}x)"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine, "threads": args.threads, "cases": records, "totals_vs_best": summary}
