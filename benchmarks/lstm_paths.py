@@ -43,7 +43,7 @@ SIZES = ((128, 64, 1), (128, 128, 1), (256, 128, 2))  # (input, hidden per direc
 def batch_lengths(rows: int, longest: int, groups: int, *, spread: bool) -> torch.Tensor:
     """``(rows,)`` lengths with ``groups`` distinct values, evenly shared: the last ``groups``
     positions up to ``longest``, or (``spread``) values spread over ``1..longest``."""
-    if spread:
+    if spread and groups > 1:
         values = torch.linspace(1, longest, groups).round().long()
     else:
         values = torch.arange(longest - groups + 1, longest + 1)
