@@ -16,7 +16,7 @@ help:
 	@echo "make demo      set up .venv and run the main job on the embedded default data"
 	@echo "make test      set up .venv and run the fast test suite (what CI runs)"
 	@echo "make test-all  also run the slow end-to-end tests"
-	@echo "make bench     run the benchmarks (about 40-50 minutes on 2 cores; writes benchmarks/results/)"
+	@echo "make bench     run the benchmarks (about 45-55 minutes on 2 cores; writes benchmarks/results/)"
 	@echo "make bench-peers  the peer toolkits, then seqattn, on one workload (about 40 minutes)"
 	@echo "make bench-rounds training tokens/s against OpenNMT-py, 3 alternating rounds (after bench-peers)"
 	@echo "make lint      ruff check and format check"
