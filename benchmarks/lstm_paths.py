@@ -30,10 +30,9 @@ from _timing import describe_machine, measure
 from rich.console import Console
 from rich.table import Table
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqattn.allocator import keep_freed_memory
-from seqattn.models.lstm import _by_length, by_length_pays
+from seqattn.models.lstm import _by_length, _packed, by_length_pays
 
 CPU = torch.device("cpu")
 RESULTS = Path(__file__).parent / "results" / "lstm_paths.json"
@@ -52,12 +51,7 @@ def batch_lengths(rows: int, longest: int, groups: int, *, spread: bool) -> torc
 
 def fwd_bwd(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, *, by_length: bool) -> None:
     x = x.detach().requires_grad_(True)
-    if by_length:
-        states, (h, _) = _by_length(lstm, x, lengths)
-    else:
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        output, (h, _) = lstm(packed)
-        states, _ = pad_packed_sequence(output, batch_first=True, total_length=x.size(1))
+    states, (h, _) = (_by_length if by_length else _packed)(lstm, x, lengths)
     (states.sum() + h.sum()).backward()
 
 

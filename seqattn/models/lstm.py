@@ -52,6 +52,11 @@ def run_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> tuple[Tensor, tuple[T
         distinct = lengths.unique()
         if by_length_pays(distinct, rows=lengths.numel()):
             return _by_length(lstm, x, lengths, distinct)
+    return _packed(lstm, x, lengths)
+
+
+def _packed(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """:func:`run_lstm` as one call on a packed batch."""
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     output, (h, c) = lstm(packed)
     states, _ = pad_packed_sequence(output, batch_first=True, total_length=x.size(1))
