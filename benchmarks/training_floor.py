@@ -11,7 +11,8 @@ so when the kernels, at the shapes this model gives them, run below a target's s
 peak, the target cannot be met by removing overhead. This script trains the benchmark model on
 the Multi30k workload of ``translation.py`` (the same data, tokenizer, sizes and batches), times
 ``--steps`` updates unprofiled (tokens/s and MFU), then profiles as many more and sums the self
-CPU time of the kernels that do the model's products: ``mm``, ``addmm``, ``bmm``, ``baddbmm``,
+CPU time of the kernels that do the model's products: ``mm``, ``addmm`` (and ``addmm_``, which
+accumulates the output projection's weight gradient block by block), ``bmm``, ``baddbmm``,
 the fused attention kernels (which also softmax and mask) and, for the RNN, oneDNN's LSTM layers
 (which also apply the gates). The table prints the unprofiled MFU, the kernels' share of the
 profiled time, their rate, and the bound; the JSON has the product rates per shape.
@@ -50,7 +51,7 @@ from translation import (
 from seqattn.allocator import keep_freed_memory
 from seqattn.data.tokenizer import Tokenizer
 
-PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+PRODUCTS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
 KERNELS = (
     *PRODUCTS,
     "aten::_scaled_dot_product_flash_attention_for_cpu",
@@ -63,7 +64,8 @@ which makes the bound below generous rather than strict)."""
 
 
 def product_flops(name: str, shapes: list[Any]) -> float:
-    """FLOPs of one ``mm``/``addmm``/``bmm``/``baddbmm`` call from its recorded input shapes."""
+    """FLOPs of one ``mm``/``addmm``/``addmm_``/``bmm``/``baddbmm`` call from its recorded input
+    shapes."""
     a, b = (shapes[0], shapes[1]) if name in ("aten::mm", "aten::bmm") else (shapes[1], shapes[2])
     batch = a[0] if len(a) == 3 else 1
     return 2.0 * batch * a[-2] * a[-1] * b[-1]

@@ -75,11 +75,15 @@ class Seq2Seq(Protocol):
         *,
         need_attention: bool = True,
         positions: Tensor | None = None,
+        project: bool = True,
     ) -> tuple[Tensor, Tensor | None]:
         """Teacher forcing: ``(B, T)`` target inputs -> ``(B, T, V)`` logits and ``(B, T, S)``
         attention (``None`` allowed when ``need_attention`` is false, e.g. in training).
 
         ``positions``, a ``(B, T)`` bool mask, asks for the logits of those positions only,
         ``(N, V)`` in row-major order: training skips the output projection (and its
-        ``(B, T, V)`` gradient) on padding."""
+        ``(B, T, V)`` gradient) on padding. ``project=False`` returns the states that the
+        model's ``output`` layer (an ``nn.Linear``) would take instead of the logits, so that
+        training can project and score them in one operation
+        (:func:`seqattn.training.projected_loss.projected_cross_entropy`)."""
         ...

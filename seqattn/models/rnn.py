@@ -214,10 +214,11 @@ class RNNSeq2Seq(nn.Module):
         *,
         need_attention: bool = True,
         positions: Tensor | None = None,
+        project: bool = True,
     ) -> tuple[Tensor, Tensor]:
         """``(B, T)`` target inputs -> logits ``(B, T, V)`` (``(N, V)`` for the ``(B, T)``
-        mask ``positions``) and attention ``(B, T, S)`` (always computed: the decoder needs it
-        anyway)."""
+        mask ``positions``; the states ``self.output`` takes with ``project=False``) and
+        attention ``(B, T, S)`` (always computed: the decoder needs it anyway)."""
         state = self.encode(src, src_lengths)
         # All positions' embeddings at once: one lookup, and one (V, E) embedding gradient in the
         # backward pass instead of one per position (each a zero-filled V x E tensor to add up).
@@ -230,7 +231,8 @@ class RNNSeq2Seq(nn.Module):
         hidden = torch.stack(vectors, dim=1)  # (B, T, D)
         if positions is not None:
             hidden = hidden[positions]  # (N, D)
-        return self.output(hidden), torch.stack(attentions, dim=1)  # one projection for all steps
+        logits = self.output(hidden) if project else hidden  # one projection for all steps
+        return logits, torch.stack(attentions, dim=1)
 
     def attention_heads(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing: the attention as ``(B, 1, 1, T, S)`` -- one layer with one head, the

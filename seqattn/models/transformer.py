@@ -324,16 +324,18 @@ class TransformerSeq2Seq(nn.Module):
         *,
         need_attention: bool = True,
         positions: Tensor | None = None,
+        project: bool = True,
     ) -> tuple[Tensor, Tensor | None]:
         """``(B, T)`` target inputs -> logits ``(B, T, V)`` (``(N, V)`` for the ``(B, T)`` mask
-        ``positions``) and attention ``(B, T, S)`` (or ``None`` with ``need_attention=False``,
-        which keeps every layer on the fused kernels)."""
+        ``positions``; the states ``self.output`` takes, ``D`` wide, with ``project=False``) and
+        attention ``(B, T, S)`` (or ``None`` with ``need_attention=False``, which keeps every
+        layer on the fused kernels)."""
         x, attention = self._teacher_forced(
             src, src_lengths, tgt_in, attention="alignment" if need_attention else "none"
         )
         if positions is not None:
             x = x[positions]  # (N, D)
-        return self.output(x), attention
+        return (self.output(x) if project else x), attention
 
     def attention_heads(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing: the cross-attention of every decoder layer and head,

@@ -53,7 +53,7 @@ from torch.autograd.function import once_differentiable
 from seqattn.data.tokenizer import PAD_ID
 from seqattn.errors import ConfigError
 
-__all__ = ["LossOutput", "label_smoothed_cross_entropy"]
+__all__ = ["LossOutput", "label_smoothed_cross_entropy", "smoothing_classes"]
 
 
 @dataclass(frozen=True)
@@ -98,16 +98,8 @@ def label_smoothed_cross_entropy(
         raise ValueError(f"logits {tuple(logits.shape)} do not match target {tuple(target.shape)}")
     if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
         raise TypeError(f"target must hold integer ids, got {target.dtype}")
-    if not 0.0 <= smoothing < 1.0:
-        raise ConfigError(f"label smoothing must be in [0, 1), got {smoothing!r}")
     vocab = logits.size(-1)
-    pad_is_class = 0 <= ignore_index < vocab
-    spread = vocab - 1 - int(pad_is_class)  # K: classes that share the smoothing mass
-    if smoothing > 0.0 and spread < 1:
-        raise ConfigError(
-            f"label smoothing {smoothing} needs a class besides the target and padding, "
-            f"but the vocabulary has only {vocab}"
-        )
+    spread, pad = smoothing_classes(vocab, smoothing=smoothing, ignore_index=ignore_index)
     dtype = torch.promote_types(logits.dtype, torch.float32)
 
     keep = target != ignore_index  # (...)
@@ -130,11 +122,63 @@ def label_smoothed_cross_entropy(
         target,
         smoothing,
         spread,
-        ignore_index if pad_is_class else None,
+        pad,
         in_place,
         overwrite_logits and in_place,
     )
     return LossOutput(loss=loss, nll=nll_sum, tokens=tokens)
+
+
+def smoothing_classes(vocab: int, *, smoothing: float, ignore_index: int) -> tuple[int, int | None]:
+    """Check ``smoothing`` for a ``vocab``-class output and return ``(K, pad)``: the number of
+    classes that share the smoothing mass and the pad class (``None`` when ``ignore_index`` is
+    not a class id).
+
+    Raises:
+        ConfigError: ``smoothing`` outside ``[0, 1)``, or ``smoothing > 0`` with no class to
+            spread it over.
+    """
+    if not 0.0 <= smoothing < 1.0:
+        raise ConfigError(f"label smoothing must be in [0, 1), got {smoothing!r}")
+    pad_is_class = 0 <= ignore_index < vocab
+    spread = vocab - 1 - int(pad_is_class)
+    if smoothing > 0.0 and spread < 1:
+        raise ConfigError(
+            f"label smoothing {smoothing} needs a class besides the target and padding, "
+            f"but the vocabulary has only {vocab}"
+        )
+    return spread, (ignore_index if pad_is_class else None)
+
+
+def smoothed_terms(
+    log_probs: Tensor, target: Tensor, *, smoothing: float, spread: int, pad: int | None
+) -> tuple[Tensor, Tensor]:
+    """``(N, V)`` log-probabilities (any row stride) and ``(N,)`` targets -> the summed
+    label-smoothed loss and the summed nll, both scalars."""
+    nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N,)
+    nll_sum = nll.sum()
+    if smoothing <= 0.0:
+        return nll_sum.clone(), nll_sum  # two tensors: a Function's outputs cannot be one
+    everything = -log_probs.sum(dim=-1)  # (N,) Σ_v -log p(v)
+    if pad is not None:
+        everything = everything + log_probs[:, pad]  # (N,) without the pad class
+    others = everything - nll  # (N,) Σ_{v ∉ {y, pad}} -log p(v)
+    return (1.0 - smoothing) * nll_sum + (smoothing / spread) * others.sum(), nll_sum
+
+
+def smoothed_gradient_(
+    probs: Tensor, target: Tensor, *, smoothing: float, spread: int, pad: int | None
+) -> Tensor:
+    """Turn ``(N, V)`` probabilities (any row stride) into the loss's gradient ``p - q`` in place
+    (``Σ_v q(v) = 1``, so that is the gradient of the per-token loss at the logits)."""
+    others = smoothing / spread if smoothing > 0.0 else 0.0  # q(v) off the target
+    if others:
+        probs.sub_(others)
+        if pad is not None:
+            probs[:, pad] += others  # q(pad) = 0
+    rows = torch.arange(probs.size(0), device=probs.device)
+    probs[rows, target] -= 1.0 - smoothing - others  # q(y) = 1 - ε
+    return probs
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
@@ -167,16 +211,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
             ctx.mark_dirty(logits)
         else:
             log_probs = F.log_softmax(logits, dim=-1)  # (N, V)
-        nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N,)
-        nll_sum = nll.sum()
-        if smoothing > 0.0:
-            everything = -log_probs.sum(dim=-1)  # (N,) Σ_v -log p(v)
-            if pad is not None:
-                everything = everything + log_probs[:, pad]  # (N,) without the pad class
-            others = everything - nll  # (N,) Σ_{v ∉ {y, pad}} -log p(v)
-            loss = (1.0 - smoothing) * nll_sum + (smoothing / spread) * others.sum()
-        else:
-            loss = nll_sum.clone()  # a Function's two outputs cannot be one tensor
+        loss, nll_sum = smoothed_terms(log_probs, target, smoothing=smoothing, spread=spread, pad=pad)
         ctx.save_for_backward(log_probs, target)
         ctx.smoothing, ctx.spread, ctx.pad, ctx.consume = smoothing, spread, pad, consume
         ctx.mark_non_differentiable(nll_sum, log_probs)
@@ -190,12 +225,6 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         if grad_loss is None:  # the loss was not used: no gradient reaches the logits
             return None, None, None, None, None, None, None
         log_probs, target = ctx.saved_tensors
-        others = ctx.smoothing / ctx.spread if ctx.smoothing > 0.0 else 0.0  # q(v) off the target
         grad = log_probs.exp_() if ctx.consume else log_probs.exp()  # (N, V) p
-        if others:
-            grad.sub_(others)
-            if ctx.pad is not None:
-                grad[:, ctx.pad] += others  # q(pad) = 0
-        rows = torch.arange(grad.size(0), device=grad.device)
-        grad[rows, target] -= 1.0 - ctx.smoothing - others  # q(y) = 1 - ε
+        smoothed_gradient_(grad, target, smoothing=ctx.smoothing, spread=ctx.spread, pad=ctx.pad)
         return grad.mul_(grad_loss), None, None, None, None, None, None

@@ -18,6 +18,7 @@ from seqattn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from seqattn.decoding import beam_search, greedy_search, translate_batches
 from seqattn.metrics import corpus_bleu, corpus_chrf, exact_match
 from seqattn.training.loss import LossOutput, label_smoothed_cross_entropy
+from seqattn.training.projected_loss import projected_cross_entropy
 
 __all__ = ["PairBatch", "TranslationTask", "pair_lengths"]
 
@@ -124,11 +125,7 @@ class TranslationTask:
 
     def loss(self, model: nn.Module, batch: Any) -> LossOutput:
         pairs = self._collate(batch, self.train_src, self.train_tgt)
-        real = pairs.tgt_out.ne(PAD_ID)  # (B, T): the output projection skips padding
-        logits, _ = model(pairs.src, pairs.src_lengths, pairs.tgt_in, need_attention=False, positions=real)
-        return label_smoothed_cross_entropy(
-            logits, pairs.tgt_out[real], smoothing=self.label_smoothing, overwrite_logits=True
-        )
+        return self._scored(model, pairs, smoothing=self.label_smoothing)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         nll, tokens = 0.0, 0
@@ -139,14 +136,7 @@ class TranslationTask:
             within=pair_order(self.valid_src, self.valid_tgt),
         )
         for batch in plan.batches:
-            pairs = self._collate(batch, self.valid_src, self.valid_tgt)
-            real = pairs.tgt_out.ne(PAD_ID)
-            logits, _ = model(
-                pairs.src, pairs.src_lengths, pairs.tgt_in, need_attention=False, positions=real
-            )
-            out = label_smoothed_cross_entropy(
-                logits, pairs.tgt_out[real], smoothing=0.0, overwrite_logits=True
-            )
+            out = self._scored(model, self._collate(batch, self.valid_src, self.valid_tgt), smoothing=0.0)
             nll += float(out.nll)
             tokens += out.tokens
         loss = nll / max(tokens, 1)
@@ -168,6 +158,28 @@ class TranslationTask:
         }
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _scored(model: nn.Module, pairs: PairBatch, *, smoothing: float) -> LossOutput:
+        """The loss of a collated batch: the output projection runs on real target positions only,
+        fused with the loss when the model's ``output`` layer is a plain ``nn.Linear``."""
+        real = pairs.tgt_out.ne(PAD_ID)  # (B, T)
+        target = pairs.tgt_out[real]  # (N,)
+        output = getattr(model, "output", None)
+        if type(output) is nn.Linear:
+            hidden, _ = model(
+                pairs.src,
+                pairs.src_lengths,
+                pairs.tgt_in,
+                need_attention=False,
+                positions=real,
+                project=False,
+            )
+            return projected_cross_entropy(
+                hidden, output.weight, target, bias=output.bias, smoothing=smoothing
+            )
+        logits, _ = model(pairs.src, pairs.src_lengths, pairs.tgt_in, need_attention=False, positions=real)
+        return label_smoothed_cross_entropy(logits, target, smoothing=smoothing, overwrite_logits=True)
 
     def translate(self, model: nn.Module, sources: list[list[int]], *, beam: int | None = None) -> list[str]:
         """Detokenized best hypotheses for encoded sources (without EOS; it is added here)."""
