@@ -13,6 +13,8 @@ expected output is exactly the input, as with ``nn.Dropout``. The mask costs 2.2
 backward keeps. On other devices the fused ``F.dropout`` kernel is used as is.
 
 :func:`dropout` is the functional form; the attention core uses it on the attention weights.
+:func:`relu_dropout` is ``dropout(relu(x))`` with one mask for both, which the Transformer's
+feed-forward blocks use in training.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Dropout", "dropout", "keep_mask", "quantized_probability"]
+__all__ = ["Dropout", "dropout", "keep_mask", "quantized_probability", "relu_dropout"]
 
 _LEVELS = 1 << 15
 """Each mask element is a uniform 15-bit integer: probabilities are multiples of 2**-15."""
@@ -65,6 +67,36 @@ class _BitMaskDropout(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (keep,) = ctx.saved_tensors
         return grad.mul(keep).mul_(ctx.scale), None
+
+
+class _ReLUBitMaskDropout(torch.autograd.Function):
+    """``dropout(relu(x))`` with one boolean mask, ``keep & (x > 0)``, for both: the ReLU's own
+    pass and its backward (``threshold_backward``, which reads the saved ReLU output) are gone."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, p: float) -> Tensor:
+        keep = keep_mask(x, p).logical_and_(x > 0)
+        scale = 1.0 / (1.0 - quantized_probability(p))
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return x.mul(keep).mul_(scale)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (keep,) = ctx.saved_tensors
+        return grad.mul(keep).mul_(ctx.scale), None
+
+
+def relu_dropout(x: Tensor, p: float) -> Tensor:
+    """Training-mode ``dropout(relu(x), p)``; on CPU floats one mask serves both (the same values
+    and gradients as the two in sequence, drawing the same random numbers), which saves two
+    passes over ``x`` and the ReLU output that autograd would keep for the backward pass."""
+    if p == 0.0:
+        return F.relu(x)
+    cpu_float = x.device.type == "cpu" and x.dtype.is_floating_point
+    if not cpu_float or quantized_probability(p) in (0.0, 1.0):
+        return F.dropout(F.relu(x), p, training=True)
+    return _ReLUBitMaskDropout.apply(x, p)
 
 
 def dropout(x: Tensor, p: float) -> Tensor:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqattn.dropout import Dropout, keep_mask, quantized_probability
+from seqattn.dropout import Dropout, keep_mask, quantized_probability, relu_dropout
 
 
 def test_keeps_the_right_fraction_and_scales_kept_values() -> None:
@@ -92,3 +92,47 @@ def test_tiny_probability_uses_the_exact_kernel() -> None:
     x = torch.ones(1000)
     # 1e-7 rounds to zero steps of 2**-15: the exact F.dropout runs (and keeps almost everything).
     assert Dropout(1e-7).train()(x).ne(0).sum() >= 999
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_relu_dropout_equals_relu_then_dropout(p: float, dtype: torch.dtype) -> None:
+    """One mask for both: the same values and gradients as the two in sequence, from the same
+    random numbers (zeros and exact ties at 0 included)."""
+    x0 = torch.randn(37, 29, dtype=dtype)
+    x0[0, :5] = 0.0
+    grad = torch.randn(37, 29, dtype=dtype)
+    results = []
+    for fused in (False, True):
+        x = x0.clone().requires_grad_()
+        torch.manual_seed(7)
+        y = relu_dropout(x, p) if fused else Dropout(p)(torch.relu(x))
+        y.backward(grad)
+        results.append((y.detach(), x.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+    assert (results[1][0] > 0).any() and (results[1][1] == 0).any()
+
+
+def test_relu_dropout_zero_probability_and_other_devices_fall_back() -> None:
+    x = torch.randn(8, 8)
+    assert torch.equal(relu_dropout(x, 0.0), torch.relu(x))
+    assert torch.equal(relu_dropout(x, 1.0), torch.zeros_like(x))
+    torch.manual_seed(0)  # quantized to 0: the exact kernel, which drops nothing of 64 here
+    torch.testing.assert_close(relu_dropout(x, 2**-20), torch.relu(x) / (1 - 2**-20))
+
+
+def test_feed_forward_trains_through_relu_dropout_and_keeps_its_state_dict() -> None:
+    from seqattn.models.transformer import FeedForward
+
+    torch.manual_seed(0)
+    block = FeedForward(6, 12, 0.3)
+    assert list(block.state_dict()) == ["0.weight", "0.bias", "3.weight", "3.bias"]
+    x = torch.randn(4, 6)
+    torch.manual_seed(1)
+    got = block(x)
+    torch.manual_seed(1)
+    expected = block[3](block[2](block[1](block[0](x))))  # the modules in sequence, training mode
+    assert torch.equal(got, expected)
+    block.eval()
+    assert torch.equal(block(x), block[3](torch.relu(block[0](x))))

@@ -41,7 +41,7 @@ from seqattn.attention import (
     padding_mask,
 )
 from seqattn.data.tokenizer import PAD_ID
-from seqattn.dropout import Dropout
+from seqattn.dropout import Dropout, relu_dropout
 from seqattn.errors import ConfigError
 from seqattn.models.groups import regroup
 from seqattn.models.protocol import StepOutput
@@ -95,8 +95,17 @@ class Embedding(nn.Module):
 
 
 class FeedForward(nn.Sequential):
+    """``Linear -> ReLU -> Dropout -> Linear`` (the modules, and so the state dict, of that
+    sequence); in training the ReLU and the dropout run as one operation (:func:`relu_dropout`)."""
+
     def __init__(self, dim: int, hidden: int, dropout: float) -> None:
         super().__init__(nn.Linear(dim, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        expand, activation, drop, contract = self
+        if drop.training:
+            return contract(relu_dropout(expand(x), drop.p))
+        return contract(drop(activation(expand(x))))
 
 
 class EncoderLayer(nn.Module):
