@@ -162,7 +162,9 @@ class TranslationTask:
     @staticmethod
     def _scored(model: nn.Module, pairs: PairBatch, *, smoothing: float) -> LossOutput:
         """The loss of a collated batch: the output projection runs on real target positions only,
-        fused with the loss when the model's ``output`` layer is a plain ``nn.Linear``."""
+        fused with the loss when the model's ``output`` layer is a plain ``nn.Linear``. A
+        ``DistributedDataParallel`` wrapper shows no ``output``: it keeps the separate projection,
+        inside the wrapper's forward, where its gradient hooks expect every parameter."""
         real = pairs.tgt_out.ne(PAD_ID)  # (B, T)
         target = pairs.tgt_out[real]  # (N,)
         output = getattr(model, "output", None)
