@@ -53,7 +53,13 @@ from torch.autograd.function import once_differentiable
 from seqattn.data.tokenizer import PAD_ID
 from seqattn.errors import ConfigError
 
-__all__ = ["LossOutput", "label_smoothed_cross_entropy", "smoothing_classes"]
+__all__ = [
+    "LossOutput",
+    "label_smoothed_cross_entropy",
+    "smoothed_gradient_",
+    "smoothed_terms",
+    "smoothing_classes",
+]
 
 
 @dataclass(frozen=True)
