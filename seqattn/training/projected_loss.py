@@ -25,9 +25,10 @@ Where the gain comes from the padding and the page faults, it shrinks or turns w
 (the same measurement, medians of 30, one run): 500 x 8,001 41 ms against 49 separately, 4,000 x
 4,000 148-154 against 168-170, 1,500 x 4,000 even; but 4,000 x 2,000 85 against 80-81, 1,500 x
 300 5.0 against 4.6, and 1,000 x 16,000 (already a multiple of 64; 393-row blocks) 183-193
-against 179. The translation task uses it for every vocabulary: the small ones lose well under
-1% of a step (the dates recipe's Luong model, 240 steps: 51.7 / 54.3 s against 50.0 / 53.8 s),
-and the large ones never hold the ``(N, V)`` logits (537 MB for 4,096 positions over 32k pieces).
+against 179. The translation task uses it from 4,096 target pieces up
+(:data:`seqattn.training.translation.FUSED_LOSS_MIN_VOCAB`; with 600 pieces the dates recipe's
+Bahdanau model trained about 4% slower through it), where it also never holds the ``(N, V)``
+logits (537 MB for 4,096 positions over 32k pieces).
 
 The result is the same loss as ``label_smoothed_cross_entropy(F.linear(hidden, weight, bias),
 target, ...)`` up to the order of floating-point sums (tests/training/test_projected_loss.py).

@@ -12,6 +12,7 @@ from seqattn.data.tokenizer import PAD_ID
 from seqattn.errors import ConfigError
 from seqattn.models.rnn import RNNSeq2Seq
 from seqattn.models.transformer import TransformerSeq2Seq
+from seqattn.training import translation as translation_module
 from seqattn.training.loss import label_smoothed_cross_entropy
 from seqattn.training.projected_loss import VOCAB_MULTIPLE, projected_cross_entropy
 from seqattn.training.translation import TranslationTask, collate_pairs
@@ -235,8 +236,15 @@ def _task() -> TranslationTask:
     ],
     ids=["transformer", "rnn"],
 )
-def test_translation_task_trains_through_the_fused_loss(make) -> None:
+def test_translation_task_trains_through_the_fused_loss(make, monkeypatch: pytest.MonkeyPatch) -> None:
     """The task's loss and gradients equal projecting every real position and scoring the logits."""
+    monkeypatch.setattr(translation_module, "FUSED_LOSS_MIN_VOCAB", 30)  # this model's vocabulary
+    calls = []
+    monkeypatch.setattr(
+        translation_module,
+        "projected_cross_entropy",
+        lambda *args, **kw: calls.append(1) or projected_cross_entropy(*args, **kw),
+    )
     task = _task()
     torch.manual_seed(0)
     model = make().double()
@@ -251,6 +259,17 @@ def test_translation_task_trains_through_the_fused_loss(make) -> None:
     expected = label_smoothed_cross_entropy(logits, pairs.tgt_out[real], smoothing=0.1)
     expected.loss.backward()
     torch.testing.assert_close(out.loss, expected.loss.detach())
-    assert out.tokens == expected.tokens
+    assert out.tokens == expected.tokens and calls == [1]
     for name, p in model.named_parameters():
         torch.testing.assert_close(fused[name], p.grad, msg=name)
+
+
+def test_small_vocabularies_keep_the_separate_projection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below FUSED_LOSS_MIN_VOCAB classes the task projects, then scores the logits."""
+    monkeypatch.setattr(translation_module, "FUSED_LOSS_MIN_VOCAB", 31)
+    monkeypatch.setattr(translation_module, "projected_cross_entropy", None)  # fails if called
+    torch.manual_seed(0)
+    model = TransformerSeq2Seq(30, 30, d_model=8, num_heads=2, ffn_dim=16, encoder_layers=1, decoder_layers=1)
+    out = _task().loss(model, [0, 1, 2, 3])
+    out.loss.backward()
+    assert out.tokens == 4 + 2 + 6 + 3 + 4 and model.output.weight.grad is not None
