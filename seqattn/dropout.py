@@ -55,36 +55,24 @@ def keep_mask(x: Tensor, p: float) -> Tensor:
 
 
 class _BitMaskDropout(torch.autograd.Function):
+    """Dropout with the bit mask; with ``relu`` also the ReLU before it, through one mask
+    ``keep & (x > 0)``: the ReLU's own pass and its backward (``threshold_backward``, which reads
+    the saved ReLU output) are gone."""
+
     @staticmethod
-    def forward(ctx: Any, x: Tensor, p: float) -> Tensor:
+    def forward(ctx: Any, x: Tensor, p: float, relu: bool) -> Tensor:
         keep = keep_mask(x, p)
+        if relu:
+            keep.logical_and_(x > 0)
         scale = 1.0 / (1.0 - quantized_probability(p))
         ctx.save_for_backward(keep)
         ctx.scale = scale
         return x.mul(keep).mul_(scale)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (keep,) = ctx.saved_tensors
-        return grad.mul(keep).mul_(ctx.scale), None
-
-
-class _ReLUBitMaskDropout(torch.autograd.Function):
-    """``dropout(relu(x))`` with one boolean mask, ``keep & (x > 0)``, for both: the ReLU's own
-    pass and its backward (``threshold_backward``, which reads the saved ReLU output) are gone."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, p: float) -> Tensor:
-        keep = keep_mask(x, p).logical_and_(x > 0)
-        scale = 1.0 / (1.0 - quantized_probability(p))
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return x.mul(keep).mul_(scale)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (keep,) = ctx.saved_tensors
-        return grad.mul(keep).mul_(ctx.scale), None
+        return grad.mul(keep).mul_(ctx.scale), None, None
 
 
 def relu_dropout(x: Tensor, p: float) -> Tensor:
@@ -96,7 +84,7 @@ def relu_dropout(x: Tensor, p: float) -> Tensor:
     cpu_float = x.device.type == "cpu" and x.dtype.is_floating_point
     if not cpu_float or quantized_probability(p) in (0.0, 1.0):
         return F.dropout(F.relu(x), p, training=True)
-    return _ReLUBitMaskDropout.apply(x, p)
+    return _BitMaskDropout.apply(x, p, True)
 
 
 def dropout(x: Tensor, p: float) -> Tensor:
@@ -106,7 +94,7 @@ def dropout(x: Tensor, p: float) -> Tensor:
     cpu_float = x.device.type == "cpu" and x.dtype.is_floating_point
     if not cpu_float or quantized_probability(p) in (0.0, 1.0):
         return F.dropout(x, p, training=True)
-    return _BitMaskDropout.apply(x, p)
+    return _BitMaskDropout.apply(x, p, False)
 
 
 class Dropout(nn.Module):
