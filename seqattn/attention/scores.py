@@ -132,16 +132,19 @@ ADDITIVE_BLOCKED_FROM = 16 << 20
 
 
 def _blocked(doubled_queries: Tensor, doubled_keys: Tensor, v: Tensor) -> bool:
-    """Whether :func:`_additive` takes the blocked path: no autograd graph to keep, no autocast,
-    one dtype, and an elementwise tensor too large for the caches.
+    """Whether :func:`_additive` takes the blocked path: on CPU, with no autograd graph to keep,
+    no autocast, one dtype, and an elementwise tensor too large for the caches.
 
     A beam-5 step of the benchmark RNN over 200-piece sources builds a ``(32, 5, 200, 256)``
     tensor, 33 MB: the sum, the sigmoid and the product with ``v`` then each stream it through
-    memory (the product single-threaded, at 9 GB/s). In 4 MB blocks it stays in cache: 7.5 ->
-    3.2 ms for that step's score (``(160, 1, 200)``: 6.2 -> 3.8 ms). Below 16 MB the whole
-    tensor already stays in the last-level cache and blocking only adds calls (``(32, 1, 200)``,
-    6.5 MB: 0.65 -> 0.74 ms), so it is not used.
+    memory (the product single-threaded, at 9 GB/s). In 4 MB blocks it stays in cache: 6.0-6.5
+    -> 3.6-3.7 ms for that step's score on a 2-core EPYC (``(160, 1, 200)``: 6.5-6.6 -> 4.2-4.4
+    ms). Below 16 MB the whole tensor already stays in the last-level cache and blocking only
+    adds calls (``(32, 1, 200)``, 6.5 MB: 0.65 -> 0.74 ms), so it is not used. GPUs were not
+    measured and keep the one-tensor path.
     """
+    if doubled_queries.device.type != "cpu":
+        return False
     if torch.is_grad_enabled() and (
         doubled_queries.requires_grad or doubled_keys.requires_grad or v.requires_grad
     ):
@@ -150,15 +153,23 @@ def _blocked(doubled_queries: Tensor, doubled_keys: Tensor, v: Tensor) -> bool:
         return False
     if not doubled_queries.dtype == doubled_keys.dtype == v.dtype:
         return False
-    lead = torch.broadcast_shapes(doubled_queries.shape[:-2], doubled_keys.shape[:-2])
+    lead = _broadcast(doubled_queries.shape[:-2], doubled_keys.shape[:-2])
     elements = math.prod(lead) * doubled_queries.size(-2) * doubled_keys.size(-2) * v.numel()
     return elements * v.element_size() > ADDITIVE_BLOCKED_FROM
+
+
+def _broadcast(first: tuple[int, ...], second: tuple[int, ...]) -> tuple[int, ...]:
+    """The broadcast of two shapes that broadcast (``torch.broadcast_shapes`` costs about 37 us,
+    more than a small score, on every decoding step)."""
+    rank = max(len(first), len(second))
+    first, second = (1,) * (rank - len(first)) + first, (1,) * (rank - len(second)) + second
+    return tuple(b if a == 1 else a for a, b in zip(first, second, strict=True))
 
 
 def _additive_blocked(doubled_queries: Tensor, doubled_keys: Tensor, v: Tensor) -> Tensor:
     """:func:`_additive` over the leading dimensions a block at a time, through one reused
     ``(rows, Tq, Tk, A)`` buffer of at most :data:`ADDITIVE_BLOCK_BYTES` (at least one row)."""
-    lead = torch.broadcast_shapes(doubled_queries.shape[:-2], doubled_keys.shape[:-2])
+    lead = _broadcast(doubled_queries.shape[:-2], doubled_keys.shape[:-2])
     (tq, dim), tk = doubled_queries.shape[-2:], doubled_keys.size(-2)
     queries = doubled_queries.expand(*lead, tq, dim).reshape(-1, tq, dim)  # (N, Tq, A)
     keys = doubled_keys.expand(*lead, tk, dim).reshape(-1, tk, dim)  # (N, Tk, A)

@@ -7,6 +7,8 @@ import random
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from seqattn.attention import scores
 from seqattn.data.batching import pad_batch
@@ -99,6 +101,8 @@ def test_only_tensors_past_the_threshold_are_blocked() -> None:
     with torch.no_grad():
         assert not scores._blocked(below, keys, v)
         assert scores._blocked(above, keys, v)
+        # Other devices keep the one-tensor path (measured on CPU only).
+        assert not scores._blocked(above.to("meta"), keys.to("meta"), v.to("meta"))
     assert rows * 5 * 200 * 256 * 4 <= scores.ADDITIVE_BLOCKED_FROM
     assert scores.ADDITIVE_BLOCK_BYTES < scores.ADDITIVE_BLOCKED_FROM
 
@@ -122,3 +126,13 @@ def test_beam_search_decodes_alike_blocked_or_not(
     whole = beam_search(model, src, lengths, **options)
     for i, (got, want) in enumerate(zip(blocked, whole, strict=True)):
         assert_same(got, want, f"sentence {i}", tolerance=1e-9)
+
+
+@given(st.lists(st.integers(0, 3), max_size=4), st.data())
+def test_broadcast_of_shapes_matches_torch(shape: list[int], data: st.DataObject) -> None:
+    """Two shapes cut from one (a suffix, some sizes replaced by 1) broadcast as in torch."""
+    suffix = shape[len(shape) - data.draw(st.integers(0, len(shape))) :]
+    first = tuple(size if data.draw(st.booleans()) else 1 for size in shape)
+    second = tuple(size if data.draw(st.booleans()) else 1 for size in suffix)
+    for a, b in ((first, second), (second, first)):
+        assert scores._broadcast(torch.Size(a), torch.Size(b)) == tuple(torch.broadcast_shapes(a, b))
