@@ -114,7 +114,9 @@ def _additive(query_part: Tensor, doubled_keys: Tensor, v: Tensor) -> Tensor:
     ``(..., Tq, Tk, A)`` elementwise pass dominates additive attention, and on CPU ``sigmoid``
     is several times cheaper than ``tanh`` (benchmarks/attention.py, decode rows). The doubling
     is applied to the small ``(Tq, A)`` operand here and to the keys once, when they are
-    prepared; the sigmoid runs in place, so the large tensor is allocated once per call.
+    prepared; the sigmoid runs in place, so the large tensor is allocated once per call. Without
+    autograd, a tensor over :data:`ADDITIVE_BLOCKED_FROM` is not built whole: see
+    :func:`_additive_blocked`.
     """
     doubled_queries = 2 * query_part
     if _blocked(doubled_queries, doubled_keys, v):
