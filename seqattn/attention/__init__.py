@@ -1,6 +1,6 @@
 """The one attention core: scores, ``attend``, multi-head attention, pooling and masks."""
 
-from seqattn.attention.core import PreparedKeys, attend, grouped_cache_attention, prepare_keys
+from seqattn.attention.core import PreparedKeys, attend, pooled_cache_attention, prepare_keys
 from seqattn.attention.masks import causal_mask, combine_masks, key_mask, padding_mask
 from seqattn.attention.multihead import KVCache, MultiHeadAttention, ProjectedMemory
 from seqattn.attention.pooling import AttentionPooling
@@ -36,8 +36,8 @@ __all__ = [
     "build_score",
     "causal_mask",
     "combine_masks",
-    "grouped_cache_attention",
     "key_mask",
     "padding_mask",
+    "pooled_cache_attention",
     "prepare_keys",
 ]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from seqattn.attention.core import PreparedKeys, attend, grouped_cache_attention
+from seqattn.attention.core import PreparedKeys, attend, pooled_cache_attention
 from seqattn.attention.scores import ScaledDot, Score
 from seqattn.quantization import linear_rows
 
@@ -40,19 +40,25 @@ class KVCache:
     by doubling, so adding one position is amortised O(1) rather than a copy of everything so
     far.
 
-    **Beam reorders without copies.** Beam search reorders the hypotheses after every step, and
-    copying every row's cache to its new place reads and writes the whole cache: at 200
-    positions, 31% of a beam-5 decode of the benchmark Transformer. When the caller says the
-    rows come in groups (``reorder(index, group=K)``: the ``K`` hypotheses of one sentence, each
-    new group drawn from one old group), the cache moves nothing: it records, per row and
-    position, which row of the group holds that position of the hypothesis's history
-    (:attr:`ancestry`), and a step's new position is written to the hypothesis's own row.
-    :func:`grouped_cache_attention` reads a group's rows once for all its hypotheses and picks
-    each position from the recorded row. Only sentences that leave the batch cost a copy (of
-    the surviving groups, as they are). A reorder that is not grouped, or an attention that
-    cannot read a grouped cache, first writes every history into its own row
-    (:meth:`resolve`). ``KVCache(grouped=False)`` always copies: for an attention whose scores
-    need more than a query and a key (:attr:`MultiHeadAttention.reads_grouped_cache`).
+    **Beam search: one pool per sentence.** Beam search reorders the hypotheses after every
+    step; copying every row's cache to its new place reads and writes the whole cache (at 200
+    positions, 31% of a beam-5 decode of the benchmark Transformer), and the hypotheses of a
+    sentence mostly share their histories (83-91% of positions held by all five). When the
+    caller says the rows come in groups (``reorder(index, group=K)``: the ``K`` hypotheses of
+    one sentence, each new group drawn from one old group), the cache keeps each group's keys
+    and values as one *pool* of entries, ``(M, H, P, Dh)`` for ``M`` groups, and each row's
+    history as a membership mask over its group's pool (:attr:`members`). A step appends one
+    entry per row; a reorder gathers only the masks. Entries that no hypothesis holds any more
+    are dropped once they are a large enough part of the pool (:attr:`COMPACT_FRACTION`): a
+    gather of the live entries, in their order, which also takes care of sentences leaving the
+    batch. :func:`~seqattn.attention.pooled_cache_attention` then reads each shared entry once
+    for all the hypotheses that hold it. A reorder that is not grouped, or an attention that
+    cannot read a pooled cache, first writes every history into its own row (:meth:`resolve`).
+    ``KVCache(grouped=False)`` always copies: for an attention whose scores need more than a
+    query and a key (:attr:`MultiHeadAttention.reads_grouped_cache`).
+
+    Pool entries stay in the order they were appended (compaction keeps it), so a row's
+    members, read left to right, are its history in time order.
 
     A copying reorder writes the filled positions into a buffer of exactly one more position,
     so after the next append the cache is *packed*: each row's ``(T, Dh)`` matrices follow each
@@ -65,27 +71,36 @@ class KVCache:
     therefore valid only until the next :meth:`reorder`.
     """
 
+    COMPACT_FRACTION = 0.25
+    """A pooled cache is compacted when its dead entries are at least this fraction of its
+    live ones (and at least two per row of a group); liveness is checked no more often than
+    that much growth of the pool."""
+
     def __init__(self, *, grouped: bool = True) -> None:
         self.grouped = grouped
-        self._keys: Tensor | None = None  # (B, H, capacity, Dh) view of self._arenas[0]
-        self._values: Tensor | None = None  # (B, H, capacity, Dh) view of self._arenas[1]
+        self._keys: Tensor | None = None  # (B, H, capacity, Dh), pooled: (M, H, capacity, Dh)
+        self._values: Tensor | None = None  # as _keys
         self._arenas: list[Tensor] = []  # flat buffers behind _keys and _values
         self._released: list[Tensor] = []  # flat buffers free for reuse
-        self._ancestry: Tensor | None = None  # (B, capacity) long, see ancestry
+        self._members: Tensor | None = None  # pooled only: (B, capacity) bool, see members
         self.group = 1
-        self.length = 0
+        self.length = 0  # positions in each row's history
+        self._filled = 0  # pooled only: entries in use in each group's pool
+        self._checked = 0  # pooled only: _filled when liveness was last checked
 
     @property
-    def ancestry(self) -> Tensor | None:
-        """``(B, length)`` long: for row ``r`` and position ``j``, the row of ``r``'s group
-        (``0 .. group - 1``, rows ``[group * (r // group), ...)``) that holds position ``j`` of
-        row ``r``'s history; ``None`` when every row holds its own history."""
-        return None if self._ancestry is None else self._ancestry[:, : self.length]
+    def members(self) -> Tensor | None:
+        """``(B, P)`` bool when pooled: entry ``p`` of the pool of row ``r``'s group (rows
+        ``[group * (r // group), ...)``) is a position of row ``r``'s history; ``None`` when
+        every row holds its own history."""
+        return None if self._members is None else self._members[:, : self._filled]
 
     def append(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """Add ``(B, H, t, Dh)`` new keys/values; return all ``(B, H, length, Dh)`` so far
-        (the rows as stored: with :attr:`ancestry` set, a row holds the positions that
-        :attr:`ancestry` assigns to it)."""
+        (when pooled, the ``(M, H, P, Dh)`` pools: row ``r``'s history is the entries
+        :attr:`members` marks)."""
+        if self._members is not None:
+            return self._append_pooled(keys, values)
         rows, end = keys.size(0), self.length + keys.size(2)
         if self._keys is None or self._values is None or end > self._keys.size(2):
             capacity = max(end, 2 * (self._keys.size(2) if self._keys is not None else 8))
@@ -93,13 +108,6 @@ class KVCache:
         assert self._keys is not None and self._values is not None
         self._keys[:, :, self.length : end] = keys
         self._values[:, :, self.length : end] = values
-        if self._ancestry is not None:  # new positions go to each hypothesis's own row
-            if self._ancestry.size(1) < end:
-                grown = self._ancestry.new_empty(rows, self._keys.size(2))
-                grown[:, : self.length] = self._ancestry[:, : self.length]
-                self._ancestry = grown
-            own = torch.arange(rows, device=keys.device) % self.group
-            self._ancestry[:, self.length : end] = own.unsqueeze(1)
         self.length = end
         return self._keys[:, :, :end], self._values[:, :, :end]
 
@@ -108,75 +116,164 @@ class KVCache:
 
         ``group > 1`` promises that the rows come in groups of ``group`` before and after, and
         that the rows of each new group all come from one old group (beam search's reorders;
-        :func:`~seqattn.models.groups.regroup` checks this): then nothing is copied unless whole
-        groups leave, and those that stay are copied as they are."""
+        :func:`~seqattn.models.groups.regroup` checks this): then only the membership masks are
+        gathered, and the pools are copied only when whole groups leave or enough entries
+        have died (compaction)."""
         if self._keys is None:
             return
-        rows, device = self._keys.size(0), index.device
+        device = index.device
+        rows = self._members.size(0) if self._members is not None else self._keys.size(0)
         if not self.grouped or group == 1 or index.numel() % group or rows % group:
-            self._move(index, self.length + 1, where=self._where(index))
-            self._ancestry, self.group = None, 1
+            self._own_rows(index)
             return
-        if self._ancestry is None or self.group != group:
-            self.resolve()
-            own = torch.arange(rows, device=device) % group
-            self._ancestry = own.unsqueeze(1).expand(rows, self.length + 1).contiguous()
-            self.group = group
-        ancestry = self._ancestry[index]  # (B', capacity): each new row's history, by slot
+        if self._members is None or self.group != group:
+            self._own_rows(torch.arange(rows, device=device))
+            self._pool(group)
+        assert self._members is not None
+        self._members = self._members[index]  # (B', capacity): each new row's history
         blocks = index[::group].div(group, rounding_mode="floor")  # (M',) old group of each new one
-        if blocks.numel() != rows // group or not torch.equal(
+        moved = blocks.numel() != rows // group or not torch.equal(
             blocks, torch.arange(rows // group, device=device)
-        ):
-            slots = torch.arange(group, device=device)
-            self._move((blocks.unsqueeze(1) * group + slots).flatten(), self.length + 1)
-        self._ancestry = ancestry
+        )
+        if moved or self._filled - self._checked >= self._slack(self._checked):
+            self._compact(blocks, moved=moved)
 
     def resolve(self) -> None:
-        """Write every row's history into its own row (afterwards :attr:`ancestry` is ``None``)."""
-        if self._ancestry is not None and self._keys is not None:
-            index = torch.arange(self._keys.size(0), device=self._keys.device)
-            self._move(index, self.length + 1, where=self._where(index))
-        self._ancestry, self.group = None, 1
+        """Write every row's history into its own row (afterwards :attr:`members` is ``None``)."""
+        if self._members is not None:
+            self._own_rows(torch.arange(self._members.size(0), device=self._members.device))
 
-    def _where(self, index: Tensor) -> Tensor | None:
-        """``(B', length)``: the stored row of every position of rows ``index``' histories
-        (``None`` when each row holds its own)."""
-        ancestry = self.ancestry
-        if ancestry is None:
-            return None
-        base = index.div(self.group, rounding_mode="floor") * self.group
-        return base.unsqueeze(1) + ancestry[index]
+    # -- pooled storage ----------------------------------------------------------------------
 
-    def _move(
-        self,
-        index: Tensor,
-        capacity: int,
-        like: tuple[Tensor, Tensor] | None = None,
-        *,
-        where: Tensor | None = None,
-    ) -> None:
-        """Rows ``index`` of the filled positions into new ``capacity``-position buffers; with
-        ``where`` (``(B', length)`` stored rows), position ``j`` of new row ``i`` from row
-        ``where[i, j]``."""
+    def _slack(self, live: int) -> int:
+        """Dead entries worth a compaction of a pool with ``live`` live entries."""
+        return max(2 * self.group, int(self.COMPACT_FRACTION * live))
+
+    def _pool(self, group: int) -> None:
+        """Turn own-row storage into one pool per group of ``group`` rows: position ``j`` of
+        row ``g * m + i`` becomes entry ``g * j + i`` of pool ``m`` (time order)."""
+        assert self._keys is not None and self._values is not None
+        rows, length = self._keys.size(0), self.length
+        groups, filled = rows // group, length * group
+        capacity = max(2 * filled, 8 * group)
+        old = (self._keys, self._values)
+        arenas, buffers = self._allocate(groups, capacity, old)
+        for source, target in zip(old, buffers, strict=True):
+            _, heads, _, dim = source.shape
+            target[:, :, :filled].view(groups, heads, length, group, dim).copy_(
+                source[:, :, :length].view(groups, group, heads, length, dim).permute(0, 2, 3, 1, 4)
+            )
+        self._install(arenas, buffers)
+        members = torch.zeros(rows, capacity, dtype=torch.bool, device=self._keys.device)
+        members[:, :filled].view(rows, length, group).copy_(self._own_slots(rows, group).unsqueeze(1))
+        self._members, self.group, self._filled, self._checked = members, group, filled, 0
+
+    def _own_slots(self, rows: int, group: int) -> Tensor:
+        """``(rows, group)`` bool: row ``r`` marks slot ``r % group``."""
+        assert self._keys is not None
+        slots = torch.arange(group, device=self._keys.device)
+        return slots.repeat(rows // group).unsqueeze(1) == slots
+
+    def _append_pooled(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        assert self._keys is not None and self._values is not None and self._members is not None
+        rows, heads, steps, dim = keys.shape
+        group = self.group
+        groups, start, end = rows // group, self._filled, self._filled + steps * group
+        if end > self._keys.size(2):  # grow: the same entries in twice the room
+            self._repool(None, None, max(end, 2 * self._keys.size(2)))
+            grown = self._members.new_zeros(rows, self._keys.size(2))
+            grown[:, :start] = self._members[:, :start]
+            self._members = grown
+        for source, target in ((keys, self._keys), (values, self._values)):
+            target[:, :, start:end].view(groups, heads, steps, group, dim).copy_(
+                source.view(groups, group, heads, steps, dim).permute(0, 2, 3, 1, 4)
+            )
+        new = self._members[:, start:end].view(rows, steps, group)
+        new.copy_(self._own_slots(rows, group).unsqueeze(1))
+        self._filled, self.length = end, self.length + steps
+        return self._keys[:, :, :end], self._values[:, :, :end]
+
+    def _compact(self, blocks: Tensor, *, moved: bool) -> None:
+        """Keep the live entries of each new group's pool (new group ``i`` from old group
+        ``blocks[i]``), in order; with nothing moved, only when enough entries have died."""
+        assert self._keys is not None and self._members is not None
+        rows, filled, group = self._members.size(0), self._filled, self.group
+        members = self._members[:, :filled].view(rows // group, group, filled)
+        live = members.any(dim=1)  # (M', filled)
+        keep = int(live.sum(dim=1).max())
+        if not moved and filled - keep < self._slack(keep):
+            self._checked = filled
+            return
+        order = torch.argsort(live.logical_not(), dim=1, stable=True)[:, :keep]  # live first
+        self._repool(blocks if moved else None, order, self._keys.size(2))
+        kept = self._members.new_zeros(rows, self._keys.size(2))
+        kept[:, :keep] = members.gather(2, order.unsqueeze(1).expand(-1, group, -1)).view(rows, keep)
+        self._members, self._filled, self._checked = kept, keep, keep
+
+    def _repool(self, blocks: Tensor | None, order: Tensor | None, capacity: int) -> None:
+        """New pools of ``capacity`` entries: pool ``i`` takes old pool ``blocks[i]``'s
+        entries ``order[i]`` (``None``: all pools; all filled entries, in place)."""
+        assert self._keys is not None and self._values is not None
+        old = (self._keys, self._values)
+        groups = old[0].size(0) if blocks is None else blocks.numel()
+        filled = self._filled if order is None else order.size(1)
+        arenas, buffers = self._allocate(groups, capacity, old)
+        for source, target in zip(old, buffers, strict=True):
+            if order is None:
+                kept = source[:, :, :filled]
+                target[:, :, :filled] = kept if blocks is None else kept.index_select(0, blocks)
+            else:
+                pools = torch.arange(groups, device=order.device) if blocks is None else blocks
+                heads = torch.arange(source.size(1), device=order.device)
+                target[:, :, :filled] = source[pools.view(-1, 1, 1), heads.view(1, -1, 1), order.unsqueeze(1)]
+        self._install(arenas, buffers)
+        self._filled = filled
+
+    def _own_rows(self, index: Tensor) -> None:
+        """Rows ``index``' histories, each into its own row (a copy)."""
+        if self._members is None:
+            self._move(index, self.length + 1)
+            return
+        assert self._keys is not None and self._values is not None
+        length, old = self.length, (self._keys, self._values)
+        arenas, buffers = self._allocate(index.numel(), length + 1, old)
+        if length:
+            # Each row has exactly `length` members, in time order.
+            slots = self._members[index, : self._filled].nonzero()[:, 1].view(-1, 1, length)
+            pools = index.div(self.group, rounding_mode="floor").view(-1, 1, 1)
+            heads = torch.arange(self._keys.size(1), device=index.device).view(1, -1, 1)
+            for source, target in zip(old, buffers, strict=True):
+                target[:, :, :length] = source[pools, heads, slots]
+        self._install(arenas, buffers)
+        self._members, self.group, self._filled, self._checked = None, 1, 0, 0
+
+    # -- buffers -----------------------------------------------------------------------------
+
+    def _move(self, index: Tensor, capacity: int, like: tuple[Tensor, Tensor] | None = None) -> None:
+        """Rows ``index`` of the filled positions into new ``capacity``-position buffers."""
         old = (self._keys, self._values) if self._keys is not None else None
         shapes = like if like is not None else old
         assert shapes is not None
-        rows, arenas, buffers = index.numel(), [], []
+        arenas, buffers = self._allocate(index.numel(), capacity, shapes)
+        length = self.length
+        if old is not None and length:
+            for source, target in zip(old, buffers, strict=True):
+                torch.index_select(source[:, :, :length], 0, index, out=target[:, :, :length])
+        self._install(arenas, buffers)
+
+    def _allocate(
+        self, rows: int, capacity: int, shapes: tuple[Tensor, Tensor]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """``(rows, H, capacity, Dh)`` buffers shaped like ``shapes`` (keys, values)."""
+        arenas, buffers = [], []
         for template in shapes:
             _, h, _, d = template.shape
             numel = rows * h * capacity * d
             arenas.append(self._arena(numel, template))
             buffers.append(arenas[-1][:numel].view(rows, h, capacity, d))
-        length = self.length
-        if old is not None and length:
-            positions = torch.arange(length, device=index.device)
-            for source, target in zip(old, buffers, strict=True):
-                if where is None:
-                    torch.index_select(source[:, :, :length], 0, index, out=target[:, :, :length])
-                else:  # (B', T, H, Dh) gathered position by position
-                    target[:, :, :length] = (
-                        source[:, :, :length].transpose(1, 2)[where, positions].transpose(1, 2)
-                    )
+        return arenas, buffers
+
+    def _install(self, arenas: list[Tensor], buffers: list[Tensor]) -> None:
         self._released.extend(self._arenas)
         self._arenas = arenas
         self._keys, self._values = buffers
@@ -263,9 +360,9 @@ class MultiHeadAttention(nn.Module):
 
     @property
     def reads_grouped_cache(self) -> bool:
-        """Whether one-query steps can attend over a :class:`KVCache` whose beam reorders
-        moved nothing (:func:`~seqattn.attention.grouped_cache_attention`): dot-product scores,
-        which depend on the query and the key alone."""
+        """Whether one-query steps can attend over a pooled :class:`KVCache` (beam search,
+        :func:`~seqattn.attention.pooled_cache_attention`): dot-product scores, which depend
+        on the query and the key alone, not on where the key sits."""
         return self.score.dot_scale(self.head_dim) is not None
 
     # -- forward -----------------------------------------------------------------------------
@@ -310,14 +407,13 @@ class MultiHeadAttention(nn.Module):
                     and not need_weights
                     and not (self.training and self.dropout)
                 )
-                if cache.ancestry is not None and not grouped:
+                if cache.members is not None and not grouped:
                     cache.resolve()
-                prepared, v = cache.append(prepared, v)  # (B, H, Tk, Dh)
-                if cache.ancestry is not None:
+                prepared, v = cache.append(prepared, v)  # (B, H, Tk, Dh), pooled (M, H, P, Dh)
+                members = cache.members
+                if members is not None:
                     assert scale is not None
-                    context = grouped_cache_attention(
-                        q, prepared, v, cache.ancestry, group=cache.group, scale=scale
-                    )  # (B, H, 1, Dh)
+                    context = pooled_cache_attention(q, prepared, v, members, scale=scale)  # (B, H, 1, Dh)
                     return self.out_proj(context.transpose(1, 2).reshape(b, tq, self.d_model)), None
             keys = PreparedKeys(prepared, self.score)
         else:

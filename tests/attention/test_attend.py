@@ -286,21 +286,37 @@ def test_dropout_on_cpu_takes_the_explicit_path_with_the_bit_mask(monkeypatch: p
     torch.testing.assert_close(context, expected)
 
 
-@pytest.mark.parametrize(("rows", "queries", "fused"), [(31, 1, True), (32, 1, False), (64, 4, True)])
+@pytest.mark.parametrize(
+    ("rows", "queries", "keys", "grad", "fused"),
+    [
+        (31, 1, 7, False, True),  # too few rows
+        (32, 1, 7, False, False),
+        (32, 1, 300, False, False),  # one query: whatever the number of keys
+        (7, 4, 7, False, True),  # a small block, but too few rows (7 x 4 heads x 4 queries)
+        (8, 4, 7, False, False),  # small blocks over enough rows
+        (64, 4, 128, False, False),  # 512 scores per head
+        (64, 4, 129, False, True),  # 516
+        (64, 16, 32, False, False),
+        (64, 17, 7, False, True),  # too many queries
+        (64, 4, 7, True, True),  # training keeps the kernel
+    ],
+)
 def test_cpu_decoding_steps_over_many_rows_take_the_explicit_path(
-    rows: int, queries: int, fused: bool, monkeypatch: pytest.MonkeyPatch
+    rows: int, queries: int, keys: int, grad: bool, fused: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One query per row over at least EXPLICIT_DECODING_ROWS (batch x heads) rows runs the
-    explicit path in fp32 on CPU (faster there); blocks of several queries keep the kernel. Both
-    give the same context."""
+    """One query per row, or a small inference block of queries (beam search's
+    cross-attention), over at least EXPLICIT_DECODING_ROWS query rows (batch x heads x queries)
+    runs the explicit path in fp32 on CPU (faster there); larger blocks and blocks that need
+    gradients keep the kernel. Both give the same context."""
     spy = _SdpaSpy(core.F.scaled_dot_product_attention)
     monkeypatch.setattr(core.F, "scaled_dot_product_attention", spy)
     heads = 4
     assert 32 * heads == core.EXPLICIT_DECODING_ROWS
+    assert (core.EXPLICIT_BLOCK_QUERIES, core.EXPLICIT_BLOCK_SCORES) == (16, 512)
     generator = torch.Generator().manual_seed(0)
-    q = torch.randn(rows, heads, queries, D, generator=generator)
-    k, v = (torch.randn(rows, heads, 7, D, generator=generator) for _ in range(2))
-    mask = key_mask(padding_mask(torch.randint(1, 8, (rows,), generator=generator), max_len=7))
+    q = torch.randn(rows, heads, queries, D, generator=generator).requires_grad_(grad)
+    k, v = (torch.randn(rows, heads, keys, D, generator=generator) for _ in range(2))
+    mask = key_mask(padding_mask(torch.randint(1, keys + 1, (rows,), generator=generator), max_len=keys))
     score = ScaledDot()
     context, _ = attend(q, k, v, score=score, mask=mask)
     assert spy.calls == (1 if fused else 0)

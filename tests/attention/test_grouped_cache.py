@@ -1,4 +1,5 @@
-"""Beam reorders that move nothing in a :class:`KVCache` (grouped rows with an ancestry).
+"""Beam reorders in a pooled :class:`KVCache` (one pool of entries per group of rows, each
+row's history a membership mask over it; dead entries compacted away).
 
 The reference is a cache that copies at every reorder (``KVCache(grouped=False)``): a cache
 driven through the same appends and grouped reorders must give the same attention outputs, and
@@ -13,17 +14,32 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from seqattn.attention import KVCache, MultiHeadAttention, ScaledDot, attend, grouped_cache_attention
+from seqattn.attention import KVCache, MultiHeadAttention, ScaledDot, attend, pooled_cache_attention
 from tests.attention.reference import DOT_LIKE, SCORE_NAMES
 from tests.attention.test_multihead import D, H, make_mha
 
 
-def beam_index(generator: torch.Generator, groups: int, group: int, *, keep: Tensor | None = None) -> Tensor:
-    """A beam search reorder: each new row's parent is a random row of its own group; the
-    groups ``keep`` (default: all) stay, in order."""
+def beam_index(
+    generator: torch.Generator,
+    groups: int,
+    group: int,
+    *,
+    keep: Tensor | None = None,
+    parents: int | None = None,
+) -> Tensor:
+    """A beam search reorder: each new row's parent is a random row of its own group (among its
+    first ``parents`` rows; default: any); the groups ``keep`` (default: all) stay, in order."""
     kept = torch.arange(groups) if keep is None else keep
-    parents = torch.randint(0, group, (kept.numel(), group), generator=generator)
-    return (kept.unsqueeze(1) * group + parents).flatten()
+    choices = torch.randint(0, parents or group, (kept.numel(), group), generator=generator)
+    return (kept.unsqueeze(1) * group + choices).flatten()
+
+
+def check_members(cache: KVCache) -> None:
+    """Every row of a pooled cache holds exactly its ``length`` positions."""
+    members = cache.members
+    if members is not None:
+        assert members.shape[1] >= cache.length
+        assert torch.equal(members.sum(dim=1), torch.full((members.size(0),), cache.length))
 
 
 def run_both(
@@ -34,10 +50,12 @@ def run_both(
     seed: int = 0,
     groups: int = 3,
     need_weights_at: int | None = None,
+    parents: int | None = None,
 ) -> tuple[KVCache, KVCache]:
     """Drive a grouped and a copying cache through ``schedule`` ("step", "beam", "drop":
     a reorder that also drops the first remaining group, "any": a reorder that breaks the
-    groups) and compare every step's outputs."""
+    groups; beam parents among the first ``parents`` rows of a group) and compare every step's
+    outputs."""
     generator = torch.Generator().manual_seed(seed)
     grouped, copying = KVCache(), KVCache(grouped=False)
     rows = groups * group
@@ -49,6 +67,7 @@ def run_both(
                 out, weights = mha(x, causal=True, cache=grouped, need_weights=want)
                 ref, ref_weights = mha(x, causal=True, cache=copying, need_weights=want)
                 torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+                check_members(grouped)
                 if want:
                     assert weights is not None and ref_weights is not None
                     torch.testing.assert_close(weights, ref_weights, rtol=0, atol=1e-6)
@@ -59,17 +78,18 @@ def run_both(
                 copying.reorder(index)
                 continue
             keep = torch.arange(1, rows // group) if action == "drop" and rows > group else None
-            index = beam_index(generator, rows // group, group, keep=keep)
+            index = beam_index(generator, rows // group, group, keep=keep, parents=parents)
             rows = index.numel()
             grouped.reorder(index, group=group)
             copying.reorder(index, group=group)
+            check_members(grouped)
     return grouped, copying
 
 
 def resolved_tensors(cache: KVCache, rows: int) -> tuple[Tensor, Tensor]:
     """Every row's own history, ``(B, H, T, Dh)`` keys and values, after :meth:`resolve`."""
     cache.resolve()
-    assert cache.ancestry is None
+    assert cache.members is None
     empty = torch.zeros(rows, H, 0, D // H)
     return cache.append(empty, empty)
 
@@ -85,21 +105,45 @@ def test_grouped_reorders_attend_like_copying_ones(name: str, group: int) -> Non
     assert torch.equal(keys, ref_keys) and torch.equal(values, ref_values)  # copies, bit for bit
 
 
-def test_a_beam_reorder_within_the_groups_moves_nothing() -> None:
+def test_a_beam_reorder_within_the_groups_gathers_only_the_masks() -> None:
     mha, group = make_mha("scaled_dot"), 5
     cache = KVCache()
     generator = torch.Generator().manual_seed(1)
+    empty = torch.zeros(2 * group, H, 0, D // H)
     with torch.no_grad():
         for _ in range(3):
             mha(torch.randn(2 * group, 1, D), cache=cache)
+        cache.reorder(torch.arange(2 * group), group=group)  # pools of 3 x 5 entries, all live
+        members = cache.members
+        assert members is not None and members.shape == (2 * group, 3 * group)
+        keys, _ = cache.append(empty, empty)
+        assert keys.shape == (2, H, 3 * group, D // H)  # (groups, heads, entries, head size)
         cache.reorder(beam_index(generator, 2, group), group=group)
-        first = cache.ancestry
-        assert first is not None and first.shape == (2 * group, 3)
-        empty = torch.zeros(2 * group, H, 0, D // H)
-        before = cache.append(empty, empty)[0].data_ptr()
-        cache.reorder(beam_index(generator, 2, group), group=group)
-        assert cache.append(empty, empty)[0].data_ptr() == before
-    assert int(first.max()) < group and int(first.min()) >= 0
+        assert cache.append(empty, empty)[0].data_ptr() == keys.data_ptr()  # nothing copied
+
+
+def test_dead_entries_are_compacted_away() -> None:
+    """When the hypotheses keep descending from one row, the entries of the others die and the
+    pools stay near one entry per position (plus the compaction's slack), not one per row."""
+    group, steps = 5, 40
+    schedule = ["step", "beam"] * steps + ["step"]
+    grouped, _ = run_both(make_mha("scaled_dot"), group, schedule, parents=1)
+    members = grouped.members
+    assert members is not None and grouped.length == steps + 1
+    live = steps + group  # one lineage, and the last step's entries
+    # Up to a slack of dead entries before a check finds them, and that much growth between
+    # checks; without compaction the pools would hold (steps + 1) * group = 205 entries.
+    assert members.size(1) < 2 * live
+
+
+def test_pools_keep_time_order_through_compactions() -> None:
+    """A row's members read left to right are its history in time order, so a resolved cache
+    equals the copying one bit for bit after many compactions and dropped groups."""
+    schedule = (["step", "beam"] * 12 + ["step", "drop"]) * 2 + ["step"]
+    grouped, copying = run_both(make_mha("scaled_dot"), 4, schedule, parents=2, groups=4)
+    keys, values = resolved_tensors(grouped, 8)
+    ref_keys, ref_values = resolved_tensors(copying, 8)
+    assert torch.equal(keys, ref_keys) and torch.equal(values, ref_values)
 
 
 @pytest.mark.parametrize("name", [n for n in SCORE_NAMES if n not in DOT_LIKE])
@@ -127,23 +171,23 @@ def test_attention_dropout_in_training_mode_resolves_the_cache() -> None:
     with torch.no_grad():
         mha(torch.randn(4, 1, D), cache=cache)
         cache.reorder(beam_index(generator, 2, 2), group=2)
-        assert cache.ancestry is not None
+        assert cache.members is not None
         mha(torch.randn(4, 1, D), cache=cache)
-    assert cache.ancestry is None
+    assert cache.members is None
 
 
 def test_a_reorder_that_breaks_the_groups_resolves_the_cache() -> None:
     grouped, _ = run_both(
         make_mha("scaled_dot"), 2, ["step", "beam", "step", "beam", "any", "step", "beam", "step"]
     )
-    assert grouped.ancestry is not None  # grouped again after the last beam reorder
+    assert grouped.members is not None  # grouped again after the last beam reorder
 
 
 def test_resolve_on_an_empty_cache_is_a_no_op() -> None:
     cache = KVCache()
     cache.resolve()
     cache.reorder(torch.tensor([1, 0]), group=2)
-    assert cache.length == 0 and cache.ancestry is None
+    assert cache.length == 0 and cache.members is None
 
 
 @settings(max_examples=40, deadline=None)
@@ -164,23 +208,23 @@ def test_property_grouped_cache_matches_copying(
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_grouped_cache_attention_equals_attention_over_each_history(dtype: torch.dtype) -> None:
-    """Direct check of the kernel: stored rows plus an ancestry == each row's gathered history."""
-    torch.manual_seed(3)
-    groups, group, length, dim = 3, 4, 7, 8
+def test_pooled_cache_attention_equals_attention_over_each_history(dtype: torch.dtype) -> None:
+    """Direct check of the kernel: pools plus membership masks == each row's gathered history
+    (any entry order; histories of different lengths; entries nobody holds)."""
+    generator = torch.Generator().manual_seed(3)
+    groups, group, entries, dim = 3, 4, 11, 8
     rows = groups * group
-    query = torch.randn(rows, H, 1, dim, dtype=dtype)
-    keys = torch.randn(rows, H, length, dim, dtype=dtype)
-    values = torch.randn(rows, H, length, dim, dtype=dtype)
-    ancestry = torch.randint(0, group, (rows, length))
-    context = grouped_cache_attention(query, keys, values, ancestry, group=group, scale=dim**-0.5)
-    where = torch.arange(rows).div(group, rounding_mode="floor").unsqueeze(1) * group + ancestry
-    positions = torch.arange(length)
-    own_keys = keys.transpose(1, 2)[where, positions].transpose(1, 2)  # (B, H, T, Dh)
-    own_values = values.transpose(1, 2)[where, positions].transpose(1, 2)
-    scores = query @ own_keys.transpose(-1, -2) * dim**-0.5
-    expected = torch.softmax(scores, dim=-1) @ own_values
+    query = torch.randn(rows, H, 1, dim, dtype=dtype, generator=generator)
+    keys = torch.randn(groups, H, entries, dim, dtype=dtype, generator=generator)
+    values = torch.randn(groups, H, entries, dim, dtype=dtype, generator=generator)
+    members = torch.rand(rows, entries, generator=generator) < 0.4
+    members[:, -1] = False  # an entry nobody holds
+    members[torch.arange(rows), torch.arange(rows) % (entries - 1)] = True  # at least one each
+    context = pooled_cache_attention(query, keys, values, members, scale=dim**-0.5)
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
-    torch.testing.assert_close(context, expected, rtol=0, atol=tolerance)
-    via_attend, _ = attend(query, own_keys, own_values, score=ScaledDot())
-    torch.testing.assert_close(context, via_attend, rtol=0, atol=tolerance)
+    for row in range(rows):
+        own = members[row].nonzero()[:, 0]
+        own_keys = keys[row // group][:, own].unsqueeze(0)  # (1, H, T_row, Dh)
+        own_values = values[row // group][:, own].unsqueeze(0)
+        expected, _ = attend(query[row : row + 1], own_keys, own_values, score=ScaledDot(), need_weights=True)
+        torch.testing.assert_close(context[row : row + 1], expected, rtol=0, atol=tolerance)
