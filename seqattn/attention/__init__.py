@@ -1,6 +1,6 @@
 """The one attention core: scores, ``attend``, multi-head attention, pooling and masks."""
 
-from seqattn.attention.core import PreparedKeys, attend, pooled_cache_attention, prepare_keys
+from seqattn.attention.core import PoolChunk, PreparedKeys, attend, pooled_cache_attention, prepare_keys
 from seqattn.attention.masks import causal_mask, combine_masks, key_mask, padding_mask
 from seqattn.attention.multihead import KVCache, MultiHeadAttention, ProjectedMemory
 from seqattn.attention.pooling import AttentionPooling
@@ -27,6 +27,7 @@ __all__ = [
     "KVCache",
     "Location",
     "MultiHeadAttention",
+    "PoolChunk",
     "PreparedKeys",
     "ProjectedMemory",
     "RelativeScaledDot",

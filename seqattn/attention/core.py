@@ -27,7 +27,7 @@ from seqattn.attention.masks import causal_mask, combine_masks
 from seqattn.attention.scores import Score
 from seqattn.dropout import dropout as apply_dropout
 
-__all__ = ["PreparedKeys", "attend", "pooled_cache_attention", "prepare_keys"]
+__all__ = ["PoolChunk", "PreparedKeys", "attend", "pooled_cache_attention", "prepare_keys"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ EXPLICIT_DECODING_ROWS = 128
 path on CPU in fp32; see :func:`_fused_pays`."""
 
 EXPLICIT_BLOCK_QUERIES = 16
-EXPLICIT_BLOCK_SCORES = 512
+EXPLICIT_BLOCK_SCORES = 2048
 """Inference blocks of at most ``EXPLICIT_BLOCK_QUERIES`` queries (beam search: the hypotheses
 of a sentence) with at most ``EXPLICIT_BLOCK_SCORES`` scores per head, over at least
 :data:`EXPLICIT_DECODING_ROWS` query rows, take the explicit path too; see :func:`_fused_pays`."""
@@ -79,12 +79,13 @@ def _fused_pays(query: Tensor, dropout: float, num_keys: int) -> bool:
     time, greedy 1.01-1.05x (greedy has fewer steps with that many rows).
 
     The same holds for small blocks of queries at inference, such as beam search's
-    cross-attention (the ``K`` hypotheses of a sentence as ``K`` queries over its source): 32
-    sentences x 4 heads, 5 queries over 21 / 61 / 101 / 151 / 201 keys, flash against explicit
-    (EPYC, 2 threads): 446 / 580 / 716 / 975 / 1,660 against 219 / 360 / 549 / 951 / 1,656 us;
-    10 queries over 151 keys 1,310 against 1,797, 8 sentences x 5 over 151 233 against 265. Hence
-    the explicit path for at most :data:`EXPLICIT_BLOCK_QUERIES` queries and
-    :data:`EXPLICIT_BLOCK_SCORES` scores per head; with autograd the kernel stays (not measured).
+    cross-attention (the ``K`` hypotheses of a sentence as ``K`` queries over its source), once
+    the explicit path masks by addition (inference only, see :func:`attend`). Flash against
+    explicit, 32 sentences x 4 heads (EPYC, 2 threads, one process): 5 queries over 21 / 101 /
+    201 / 401 keys 392 / 616 / 1,081 / 2,115 against 205 / 404 / 742 / 2,013 us; 10 queries
+    395 / 660 / 1,097 / 2,548 against 202 / 497 / 1,102 / 2,769; 16 queries over 201 keys 1,461
+    against 1,604. Hence the explicit path for at most :data:`EXPLICIT_BLOCK_QUERIES` queries
+    and :data:`EXPLICIT_BLOCK_SCORES` scores per head; with autograd the kernel stays.
     """
     if query.device.type != "cpu":
         return True
@@ -155,10 +156,20 @@ def attend(
     if kernel_causal:
         mask = causal_mask(num_queries, num_keys, device=query.device)
     scores = score(query, prepared)  # (..., Tq, Tk)
+    lowest = torch.finfo(scores.dtype).min
+    if mask is not None and not (torch.is_grad_enabled() and scores.requires_grad):
+        # Inference: the mask as an additive 0 / lowest term, several times cheaper than
+        # masked_fill with a mask broadcast over heads and queries. A masked key's weight is
+        # then exactly 0 wherever its row has a key left; rows without any are zeroed after.
+        scores = scores + torch.where(mask, scores.new_zeros(()), scores.new_full((), lowest))
+        weights = torch.softmax(scores, dim=-1)
+        attended = mask.any(dim=-1, keepdim=True)  # (..., Tq, 1)
+        context = torch.where(attended, apply_dropout(weights, dropout) @ values, 0.0)
+        return context, (torch.where(attended, weights, 0.0) if need_weights else None)
     if mask is not None:
         # A finite minimum, not -inf: a fully masked row then gives a uniform softmax (no NaN in
         # the forward or backward pass) that the second masked_fill turns into zeros.
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        scores = scores.masked_fill(~mask, lowest)
     weights = torch.softmax(scores, dim=-1)
     if mask is not None:
         weights = weights.masked_fill(~mask, 0.0)
@@ -167,27 +178,71 @@ def attend(
     return context, (weights if need_weights else None)
 
 
+@dataclass(frozen=True)
+class PoolChunk:
+    """Pools ``[start, stop)`` of a :class:`~seqattn.attention.KVCache`'s pools, read from entry
+    ``first`` on (their earlier entries are dead for all of them). ``rows``: the batch rows of
+    their hypotheses, pool by pool, when the pools are not in batch order (``None``: rows
+    ``[start * g, stop * g)``)."""
+
+    start: int
+    stop: int
+    first: int = 0
+    rows: Tensor | None = None
+
+
 def pooled_cache_attention(
-    query: Tensor, keys: Tensor, values: Tensor, members: Tensor, *, scale: float
+    query: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    members: Tensor,
+    *,
+    scale: float,
+    chunks: list[PoolChunk] | None = None,
 ) -> Tensor:
     """One decoding step of dot-product attention over a key/value cache whose rows come in
     groups that share one pool of entries (a :class:`~seqattn.attention.KVCache` under beam
     search: the hypotheses of a sentence).
 
     Shapes: ``query`` ``(B, H, 1, Dh)``; ``keys`` (prepared) and ``values`` ``(M, H, P, Dh)``,
-    the ``P`` entries of each group's pool; ``members`` ``(B, P)`` bool: entry ``p`` of group
-    ``r // g`` is a position of row ``r``'s history (``g = B / M``). Returns the context
-    ``(B, H, 1, Dh)``, equal (up to float rounding) to attending over each row's own history:
-    with dot-product scores, where an entry sits in the pool does not matter.
+    the ``P`` entries of each group's pool; ``members`` ``(B, P)`` bool: entry ``p`` of the pool
+    of row ``r``'s group is a position of row ``r``'s history (``g = B / M`` rows a group; pool
+    ``m`` serves rows ``[g * m, g * (m + 1))`` unless ``chunks`` say otherwise). Returns the
+    context ``(B, H, 1, Dh)``, equal (up to float rounding) to attending over each row's own
+    history: with dot-product scores, where an entry sits in the pool does not matter.
 
     The ``g`` queries of a group meet its pool in one product per head, and each query's
-    scores outside its history are masked (``-inf``) before the softmax. Every row has at least one
-    member (the position just appended), so no softmax row is empty.
+    scores outside its history are masked (``-inf``) before the softmax. Every row has at least
+    one member (the position just appended), so no softmax row is empty. ``chunks`` (default:
+    one chunk of all pools, in batch order) split the pools into runs that read only their
+    live range of entries.
     """
+    rows, heads, _, dim = query.shape
+    group = rows // keys.size(0)
+    query = query * scale
+    if not chunks:
+        chunks = [PoolChunk(0, keys.size(0))]
+    if len(chunks) == 1 and chunks[0].rows is None and chunks[0].first == 0:
+        return _pooled_attend(query, keys, values, members)
+    context = query.new_empty(rows, heads, 1, dim)
+    for chunk in chunks:
+        pools = slice(chunk.start, chunk.stop)
+        k, v = keys[pools, :, chunk.first :], values[pools, :, chunk.first :]
+        if chunk.rows is None:
+            batch = slice(chunk.start * group, chunk.stop * group)
+            context[batch] = _pooled_attend(query[batch], k, v, members[batch, chunk.first :])
+        else:
+            q, m = query.index_select(0, chunk.rows), members.index_select(0, chunk.rows)
+            context.index_copy_(0, chunk.rows, _pooled_attend(q, k, v, m[:, chunk.first :]))
+    return context
+
+
+def _pooled_attend(query: Tensor, keys: Tensor, values: Tensor, members: Tensor) -> Tensor:
+    """:func:`pooled_cache_attention` over pools in batch order (``query`` already scaled)."""
     rows, heads, _, dim = query.shape
     groups = keys.size(0)
     group = rows // groups
-    q = (query * scale).reshape(groups, group, heads, dim).transpose(1, 2)  # (M, H, g, Dh)
+    q = query.reshape(groups, group, heads, dim).transpose(1, 2)  # (M, H, g, Dh)
     if query.dtype in (torch.bfloat16, torch.float16):  # as in _dot: keys are a strided slice
         scores = torch.matmul(keys, q.transpose(-1, -2)).transpose(-1, -2)
     else:

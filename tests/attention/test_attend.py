@@ -189,6 +189,25 @@ def test_fully_masked_rows_give_zeros_and_finite_gradients(name: str, need_weigh
     assert (v.grad[0] != 0.0).any()
 
 
+@pytest.mark.parametrize("name", SCORE_NAMES)
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_inference_masks_by_addition_with_the_training_path_results(name: str, need_weights: bool) -> None:
+    """Without autograd the explicit path adds the mask instead of filling with it: the same
+    context and weights (exact zeros for masked keys and for rows without any key)."""
+    score = make_score(name, D)
+    q, k, v, mask = _fully_masked_case(grad=True)
+    trained, trained_weights = attend(q, k, v, score=score, mask=mask, need_weights=True)
+    with torch.no_grad():
+        ctx, weights = attend(q, k, v, score=score, mask=mask, need_weights=need_weights)
+    torch.testing.assert_close(ctx, trained.detach(), rtol=0, atol=1e-6)
+    empty_rows = (~mask.any(-1)).expand(B, H, 3)
+    assert (ctx[empty_rows] == 0.0).all() and torch.isfinite(ctx).all()
+    if need_weights:
+        assert weights is not None and trained_weights is not None
+        assert torch.equal(weights == 0.0, trained_weights == 0.0)  # zero exactly where masked
+        torch.testing.assert_close(weights, trained_weights.detach(), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("fill", [float("nan"), 0.5], ids=["nan", "average"])
 @pytest.mark.parametrize("causal", [False, True])
 def test_fused_path_pins_empty_rows_whatever_the_kernel_returns(
@@ -294,8 +313,8 @@ def test_dropout_on_cpu_takes_the_explicit_path_with_the_bit_mask(monkeypatch: p
         (32, 1, 300, False, False),  # one query: whatever the number of keys
         (7, 4, 7, False, True),  # a small block, but too few rows (7 x 4 heads x 4 queries)
         (8, 4, 7, False, False),  # small blocks over enough rows
-        (64, 4, 128, False, False),  # 512 scores per head
-        (64, 4, 129, False, True),  # 516
+        (64, 4, 512, False, False),  # 2,048 scores per head
+        (64, 4, 513, False, True),  # 2,052
         (64, 16, 32, False, False),
         (64, 17, 7, False, True),  # too many queries
         (64, 4, 7, True, True),  # training keeps the kernel
@@ -312,7 +331,7 @@ def test_cpu_decoding_steps_over_many_rows_take_the_explicit_path(
     monkeypatch.setattr(core.F, "scaled_dot_product_attention", spy)
     heads = 4
     assert 32 * heads == core.EXPLICIT_DECODING_ROWS
-    assert (core.EXPLICIT_BLOCK_QUERIES, core.EXPLICIT_BLOCK_SCORES) == (16, 512)
+    assert (core.EXPLICIT_BLOCK_QUERIES, core.EXPLICIT_BLOCK_SCORES) == (16, 2048)
     generator = torch.Generator().manual_seed(0)
     q = torch.randn(rows, heads, queries, D, generator=generator).requires_grad_(grad)
     k, v = (torch.randn(rows, heads, keys, D, generator=generator) for _ in range(2))

@@ -25,12 +25,15 @@ def beam_index(
     group: int,
     *,
     keep: Tensor | None = None,
-    parents: int | None = None,
+    parents: int | list[int] | None = None,
 ) -> Tensor:
     """A beam search reorder: each new row's parent is a random row of its own group (among its
-    first ``parents`` rows; default: any); the groups ``keep`` (default: all) stay, in order."""
+    first ``parents`` rows, or ``parents[i % len(parents)]`` for group ``i``; default: any); the
+    groups ``keep`` (default: all) stay, in order."""
     kept = torch.arange(groups) if keep is None else keep
-    choices = torch.randint(0, parents or group, (kept.numel(), group), generator=generator)
+    limits = [parents or group] if not isinstance(parents, list) else parents
+    bound = torch.tensor([limits[int(i) % len(limits)] for i in kept]).unsqueeze(1)
+    choices = (torch.rand(kept.numel(), group, generator=generator) * bound).long()
     return (kept.unsqueeze(1) * group + choices).flatten()
 
 
@@ -50,7 +53,7 @@ def run_both(
     seed: int = 0,
     groups: int = 3,
     need_weights_at: int | None = None,
-    parents: int | None = None,
+    parents: int | list[int] | None = None,
 ) -> tuple[KVCache, KVCache]:
     """Drive a grouped and a copying cache through ``schedule`` ("step", "beam", "drop":
     a reorder that also drops the first remaining group, "any": a reorder that breaks the
@@ -136,6 +139,38 @@ def test_dead_entries_are_compacted_away() -> None:
     assert members.size(1) < 2 * live
 
 
+@pytest.mark.parametrize("chunk_cost", [0, 8])
+def test_pools_sorted_and_chunked_attend_like_copying_ones(
+    chunk_cost: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups whose hypotheses keep one, two, or all of their lineages: compaction sorts the
+    pools by live entries and splits them into chunks that start at different entries (cheap
+    chunks here, so that a handful of groups is split); outputs and resolved histories match."""
+    monkeypatch.setattr(KVCache, "CHUNK_COST", chunk_cost)
+    group, groups = 4, 8
+    schedule = (["step", "beam"] * 10 + ["step", "drop"]) * 2 + ["step", "beam", "step"]
+    grouped, copying = run_both(
+        make_mha("scaled_dot"), group, schedule, parents=[1, 4, 2, 1, 4, 1], groups=groups, seed=5
+    )
+    chunks = grouped.chunks
+    assert len(chunks) > 1 and any(chunk.rows is not None for chunk in chunks)  # sorted, split
+    assert len({chunk.first for chunk in chunks}) > 1
+    rows = (groups - 2) * group
+    keys, values = resolved_tensors(grouped, rows)
+    ref_keys, ref_values = resolved_tensors(copying, rows)
+    assert torch.equal(keys, ref_keys) and torch.equal(values, ref_values)
+
+
+def test_chunk_plan_minimises_reads_plus_chunk_costs() -> None:
+    cache = KVCache()
+    assert cache._plan([10, 10, 10, 10]) == ([(0, 4)], 40 + KVCache.CHUNK_COST)
+    counts = [2000] * 4 + [100] * 12
+    runs, cost = cache._plan(counts)
+    assert runs == [(0, 4), (4, 16)] and cost == 4 * 2000 + 12 * 100 + 2 * KVCache.CHUNK_COST
+    cache.CHUNK_COST = 10**9
+    assert cache._plan(counts)[0] == [(0, 16)]  # a second chunk never pays
+
+
 def test_pools_keep_time_order_through_compactions() -> None:
     """A row's members read left to right are its history in time order, so a resolved cache
     equals the copying one bit for bit after many compactions and dropped groups."""
@@ -193,18 +228,26 @@ def test_resolve_on_an_empty_cache_is_a_no_op() -> None:
 @settings(max_examples=40, deadline=None)
 @given(
     group=st.integers(1, 4),
-    groups=st.integers(1, 3),
+    groups=st.integers(1, 6),
     steps=st.integers(1, 12),
     drop_at=st.integers(0, 12),
     seed=st.integers(0, 2**16),
+    parents=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+    chunk_cost=st.sampled_from([0, 3, KVCache.CHUNK_COST]),
 )
 def test_property_grouped_cache_matches_copying(
-    group: int, groups: int, steps: int, drop_at: int, seed: int
+    group: int, groups: int, steps: int, drop_at: int, seed: int, parents: list[int], chunk_cost: int
 ) -> None:
     schedule: list[str] = []
     for t in range(steps):
         schedule += ["step", "drop" if t == drop_at else "beam"]
-    run_both(make_mha("scaled_dot"), group, [*schedule, "step"], seed=seed, groups=groups)
+    limits = [min(p, group) for p in parents]
+    original = KVCache.CHUNK_COST
+    KVCache.CHUNK_COST = chunk_cost  # cheap chunks: small pools get sorted and split too
+    try:
+        run_both(make_mha("scaled_dot"), group, [*schedule, "step"], seed=seed, groups=groups, parents=limits)
+    finally:
+        KVCache.CHUNK_COST = original
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
