@@ -271,3 +271,24 @@ def test_pooled_cache_attention_equals_attention_over_each_history(dtype: torch.
         own_values = values[row // group][:, own].unsqueeze(0)
         expected, _ = attend(query[row : row + 1], own_keys, own_values, score=ScaledDot(), need_weights=True)
         torch.testing.assert_close(context[row : row + 1], expected, rtol=0, atol=tolerance)
+
+
+def test_pooled_cache_in_bf16_attends_like_the_copying_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half-precision pools (keys read as ``K qᵀ``, an added ``-inf`` mask in bf16), sorted and
+    chunked: the same outputs as copying reorders, to bf16 rounding."""
+    monkeypatch.setattr(KVCache, "CHUNK_COST", 0)
+    mha = make_mha("scaled_dot").to(torch.bfloat16)
+    group, groups = 3, 4
+    grouped, copying = KVCache(), KVCache(grouped=False)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for _ in range(12):
+            x = torch.randn(groups * group, 1, D, generator=generator).to(torch.bfloat16)
+            out, _ = mha(x, causal=True, cache=grouped)
+            ref, _ = mha(x, causal=True, cache=copying)
+            assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+            torch.testing.assert_close(out.float(), ref.float(), rtol=0, atol=0.05)
+            index = beam_index(generator, groups, group, parents=[1, 3, 2])
+            grouped.reorder(index, group=group)
+            copying.reorder(index, group=group)
+    assert grouped.members is not None and len(grouped.chunks) > 1
