@@ -148,7 +148,7 @@ class KVCache:
             return
         device = index.device
         rows = self._members.size(0) if self._members is not None else self._keys.size(0)
-        if not self.grouped or group == 1 or index.numel() % group or rows % group:
+        if not self.grouped or group == 1 or not index.numel() or index.numel() % group or rows % group:
             self._own_rows(index)
             return
         if self._members is None or self.group != group:

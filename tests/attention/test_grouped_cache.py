@@ -218,6 +218,19 @@ def test_a_reorder_that_breaks_the_groups_resolves_the_cache() -> None:
     assert grouped.members is not None  # grouped again after the last beam reorder
 
 
+def test_a_reorder_that_keeps_no_row_empties_a_pooled_cache() -> None:
+    mha, cache = make_mha("scaled_dot"), KVCache()
+    with torch.no_grad():
+        for _ in range(3):
+            mha(torch.randn(6, 1, D), cache=cache)
+            cache.reorder(beam_index(torch.Generator().manual_seed(0), 2, 3), group=3)
+        assert cache.members is not None
+        cache.reorder(torch.zeros(0, dtype=torch.long), group=3)
+    assert cache.members is None and cache.length == 3
+    empty = torch.zeros(0, H, 0, D // H)
+    assert cache.append(empty, empty)[0].shape == (0, H, 3, D // H)
+
+
 def test_resolve_on_an_empty_cache_is_a_no_op() -> None:
     cache = KVCache()
     cache.resolve()
