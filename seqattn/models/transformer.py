@@ -9,9 +9,10 @@
   weights run on the fused SDPA kernels;
 * tied embeddings: ``none``, ``decoder`` (target input embedding = output projection, Press &
   Wolf 2017) or ``all`` (source embedding too; needs one joint vocabulary);
-* incremental decoding: every decoder self-attention keeps a :class:`KVCache` (beam reorders
-  within sentences move nothing in it, see there), and each layer's cross-attention
-  keys/values are projected once per source (:class:`ProjectedMemory`).
+* incremental decoding: every decoder self-attention keeps a :class:`KVCache` (under beam
+  search one pool of entries per sentence, whose reorders move only membership masks, see
+  there), and each layer's cross-attention keys/values are projected once per source
+  (:class:`ProjectedMemory`).
 
 The attention a step reports (for alignments and plots) is the cross-attention of one decoder
 layer averaged over a set of heads: ``alignment_layer`` (default: the penultimate layer, which
@@ -207,7 +208,7 @@ class TransformerState:
 
     memories: list[ProjectedMemory]  # (M, H, S, Dh) keys and values per layer
     memory_mask: Tensor  # (M, 1, 1, S)
-    caches: list[KVCache]  # (B, H, t, Dh), B = M * group
+    caches: list[KVCache]  # (B, H, t, Dh), B = M * group; under beam search pools (M, H, P, Dh)
     position: int = 0
     group: int = 1
 
