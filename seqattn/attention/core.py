@@ -161,7 +161,7 @@ def attend(
         # Inference: the mask as an additive 0 / lowest term, several times cheaper than
         # masked_fill with a mask broadcast over heads and queries. A masked key's weight is
         # then exactly 0 wherever its row has a key left; rows without any are zeroed after.
-        scores = scores + torch.where(mask, scores.new_zeros(()), scores.new_full((), lowest))
+        scores = scores + _additive_mask(mask, scores, lowest)
         weights = torch.softmax(scores, dim=-1)
         attended = mask.any(dim=-1, keepdim=True)  # (..., Tq, 1)
         context = torch.where(attended, apply_dropout(weights, dropout) @ values, 0.0)
@@ -189,6 +189,13 @@ class PoolChunk:
     stop: int
     first: int = 0
     rows: Tensor | None = None
+
+
+def _additive_mask(mask: Tensor, like: Tensor, fill: float) -> Tensor:
+    """``mask``'s shape, ``like``'s dtype: ``0`` where ``mask`` is true, ``fill`` elsewhere. Adding
+    it to the scores ran ~10x faster than ``masked_fill_`` with a boolean mask broadcast over
+    heads (32 x 4 x 5 x 365 scores: 21 against 210 us)."""
+    return torch.where(mask, like.new_zeros(()), like.new_full((), fill))
 
 
 def pooled_cache_attention(
@@ -247,9 +254,7 @@ def _pooled_attend(query: Tensor, keys: Tensor, values: Tensor, members: Tensor)
         scores = torch.matmul(keys, q.transpose(-1, -2)).transpose(-1, -2)
     else:
         scores = torch.matmul(q, keys.transpose(-1, -2))  # (M, H, g, P)
-    # An additive 0 / -inf mask: adding it ran ~10x faster than masked_fill_ with the boolean
-    # mask broadcast over heads (32 x 4 x 5 x 365 scores: 21 against 210 us).
-    outside = torch.where(members, scores.new_zeros(()), scores.new_full((), float("-inf")))
+    outside = _additive_mask(members, scores, float("-inf"))
     scores = scores.add_(outside.view(groups, 1, group, members.size(-1)))
     context = torch.matmul(torch.softmax(scores, dim=-1), values)  # (M, H, g, Dh)
     return context.transpose(1, 2).reshape(rows, heads, 1, dim)
