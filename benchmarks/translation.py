@@ -145,7 +145,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -412,6 +412,34 @@ SCALING_LENGTHS = (20, 200)
 SCALING_BATCH = 32
 
 
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors reachable from ``obj`` through dataclass fields, lists, tuples and
+    dicts (a decoding state: the encoded source the decoder reads at every step)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return sum(tensor_bytes(getattr(obj, f.name)) for f in fields(obj))
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(item) for item in obj)
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(item) for item in obj.values())
+    return 0
+
+
+def memory_read_rate(device: torch.device, *, mib: int = 256, repeats: int = 9) -> float:
+    """GB/s of a plain streaming read (``sum`` of a ``mib`` MiB fp32 tensor, far beyond the
+    last-level cache), median of ``repeats``: what the decoder's reads of its source could reach."""
+    data = torch.ones(mib * 2**18, device=device)
+    times = []
+    for _ in range(repeats + 1):
+        synchronize(device)
+        start = time.perf_counter()
+        data.sum()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return data.numel() * data.element_size() / statistics.median(times[1:]) / 1e9
+
+
 def decode_scaling(
     model: torch.nn.Module,
     stream: list[int],
@@ -420,6 +448,7 @@ def decode_scaling(
     device: torch.device,
     precision: str,
     repeats: int = 3,
+    read_gbs: float | None = None,
 ) -> dict[str, Any]:
     """Decode time per output token for short and long sources (does the caching work?).
 
@@ -430,36 +459,82 @@ def decode_scaling(
     a step at position ``t`` would re-run the prefix and the per-token time would grow with ``n``;
     with caching only the attention over the ``t`` cached positions and the ``n`` source keys
     grows. Best of ``repeats`` calls after one warm-up call.
-    """
-    from seqattn.decoding import beam_search, greedy_search
 
+    A third decode, the short sources into as many output tokens as the long ones, splits the
+    growth in two: the *target side* (the decoder's own caches, longer histories) and the
+    *source side* (the rest: the attention reading a longer encoded source at every step). The
+    source side's bytes per output token are the decoding state's growth from the short to the
+    long sources (:func:`tensor_bytes` of ``model.encode``'s state, per sentence: every step of
+    a sentence reads its source once, whatever the beam); with ``read_gbs`` (a plain read's rate,
+    :func:`memory_read_rate`) the result also has the rate those reads ran at and the ratio the
+    decode would have if they ran at the plain read's rate.
+    """
+    short, long = SCALING_LENGTHS
     result: dict[str, Any] = {"beam": beam, "batch": SCALING_BATCH}
-    for n in SCALING_LENGTHS:
-        need = SCALING_BATCH * n
+    state_bytes = {}
+    for source, output in ((short, short), (short, long), (long, long)):
+        need = SCALING_BATCH * source
         pieces = (stream * (need // max(len(stream), 1) + 1))[:need]
         src = torch.tensor(
-            [[*pieces[i * n : (i + 1) * n], EOS_ID] for i in range(SCALING_BATCH)], device=device
+            [[*pieces[i * source : (i + 1) * source], EOS_ID] for i in range(SCALING_BATCH)], device=device
         )
-        lengths = torch.full((SCALING_BATCH,), n + 1, dtype=torch.long, device=device)
-        options: dict[str, Any] = {"max_len_a": 0.0, "max_len_b": n, "min_len_b": n, "max_len": n}
-        if beam > 1:
-            options["beam_size"] = beam
-        search = greedy_search if beam == 1 else beam_search
-        times = []
-        for _ in range(repeats + 1):
-            synchronize(device)
-            start = time.perf_counter()
-            with autocast(device, precision):
-                hypotheses = search(model, src, lengths, **options)
-            synchronize(device)
-            times.append(time.perf_counter() - start)
-        produced = sum(len(h[0].tokens) for h in hypotheses)
-        if produced != SCALING_BATCH * n:
-            raise RuntimeError(f"decode_scaling: expected {SCALING_BATCH * n} output tokens, got {produced}")
-        result[f"ms_per_token_{n}"] = 1000 * min(times[1:]) / produced
-    short, long = (result[f"ms_per_token_{n}"] for n in SCALING_LENGTHS)
-    result["ratio"] = long / short
+        lengths = torch.full((SCALING_BATCH,), source + 1, dtype=torch.long, device=device)
+        ms, state_bytes[source] = _time_decode(
+            model, src, lengths, output=output, beam=beam, device=device, precision=precision, repeats=repeats
+        )
+        name = f"ms_per_token_{source}" if source == output else f"ms_per_token_{source}_into_{output}"
+        result[name] = ms
+    t_short, t_mixed, t_long = (
+        result[k]
+        for k in (f"ms_per_token_{short}", f"ms_per_token_{short}_into_{long}", f"ms_per_token_{long}")
+    )
+    result["ratio"] = t_long / t_short
+    result["target_side_ms"] = t_mixed - t_short
+    result["source_side_ms"] = t_long - t_mixed
+    source_bytes = (state_bytes[long] - state_bytes[short]) / SCALING_BATCH
+    result["source_bytes_per_token"] = source_bytes
+    if read_gbs is not None:
+        result["plain_read_gbs"] = read_gbs
+        if result["source_side_ms"] > 0:
+            result["source_read_gbs"] = source_bytes / (result["source_side_ms"] / 1000) / 1e9
+        at_read_rate = source_bytes / (read_gbs * 1e9) * 1000  # ms per token
+        result["ratio_source_at_read_rate"] = (t_long - result["source_side_ms"] + at_read_rate) / t_short
     return result
+
+
+def _time_decode(
+    model: torch.nn.Module,
+    src: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    output: int,
+    beam: int,
+    device: torch.device,
+    precision: str,
+    repeats: int,
+) -> tuple[float, int]:
+    """ms per output token of decoding ``src`` into exactly ``output`` tokens a sentence (best of
+    ``repeats`` after a warm-up), and the bytes of the encoded sources' decoding state."""
+    from seqattn.decoding import beam_search, greedy_search
+
+    options: dict[str, Any] = {"max_len_a": 0.0, "max_len_b": output, "min_len_b": output, "max_len": output}
+    if beam > 1:
+        options["beam_size"] = beam
+    search = greedy_search if beam == 1 else beam_search
+    times = []
+    for _ in range(repeats + 1):
+        synchronize(device)
+        start = time.perf_counter()
+        with autocast(device, precision):
+            hypotheses = search(model, src, lengths, **options)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    produced = sum(len(h[0].tokens) for h in hypotheses)
+    if produced != src.size(0) * output:
+        raise RuntimeError(f"decode_scaling: expected {src.size(0) * output} output tokens, got {produced}")
+    with torch.no_grad(), autocast(device, precision):
+        state = tensor_bytes(model.encode(src, lengths))
+    return 1000 * min(times[1:]) / produced, state
 
 
 def bench_shortlist(tokenizer: Tokenizer, data_dir: Path) -> tuple[LexicalShortlist, dict[str, Any]]:
@@ -720,10 +795,11 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
             if device.type == "cuda":
                 result["decode_peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / MIB
             stream = [piece for source in sources for piece in source]
+            read_gbs = memory_read_rate(device)
             for beam in (1, spec["beam"]):
                 log(f"{name} {precision}: decode time per token, {SCALING_LENGTHS} pieces, beam {beam}")
                 result[f"scaling_beam{beam}"] = decode_scaling(
-                    model, stream, beam=beam, device=device, precision=precision
+                    model, stream, beam=beam, device=device, precision=precision, read_gbs=read_gbs
                 )
     result["peak_rss_mib"] = rss_mib()
     result["worker_wall_s"] = time.perf_counter() - wall_start
@@ -994,14 +1070,29 @@ def with_decoding_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def scaling_table(rows: list[dict[str, Any]], beam: int) -> Table | None:
-    """Decode time per output token, short vs long sources (see :func:`decode_scaling`)."""
+    """Decode time per output token, short vs long sources, and where the growth goes (see
+    :func:`decode_scaling`)."""
     short, long = SCALING_LENGTHS
     table = Table(
         title=f"decode time per output token: {short}- vs {long}-piece sources, {SCALING_BATCH} sentences a batch, "
-        f"output length = source length (target: ratio <= 1.3)",
+        f"output length = source length (target: ratio <= 1.3); the growth split into the target side "
+        f"({short}-piece sources into {long} tokens) and the source side, whose reads are compared with a "
+        "plain read of the same run",
         title_justify="left",
     )
-    for column in ("run", "search", f"ms/token @{short}", f"ms/token @{long}", "ratio"):
+    columns = (
+        "run",
+        "search",
+        f"ms/token @{short}",
+        f"ms/token @{long}",
+        "ratio",
+        "target side ms",
+        "source side ms",
+        "source MB/token",
+        "source GB/s (plain read)",
+        "ratio, source at read rate",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column in ("run", "search") else "right")
     added = False
     for row in rows:
@@ -1010,12 +1101,20 @@ def scaling_table(rows: list[dict[str, Any]], beam: int) -> Table | None:
             if item is None:
                 continue
             added = True
+            rate = item.get("source_read_gbs")
             table.add_row(
                 f"seqattn {LABELS[row['model']]} {row['precision']} ({row['device']})",
                 search_name(b),
                 _fmt(item[f"ms_per_token_{short}"], 3),
                 _fmt(item[f"ms_per_token_{long}"], 3),
                 _fmt(item["ratio"], 2) + "x",
+                _fmt(item.get("target_side_ms"), 3),
+                _fmt(item.get("source_side_ms"), 3),
+                _fmt(item["source_bytes_per_token"] / 1e6, 2) if "source_bytes_per_token" in item else "-",
+                "-" if rate is None else f"{rate:.1f} ({item['plain_read_gbs']:.1f})",
+                _fmt(item.get("ratio_source_at_read_rate"), 2) + "x"
+                if "ratio_source_at_read_rate" in item
+                else "-",
             )
     return table if added else None
 
