@@ -461,13 +461,15 @@ def decode_scaling(
     grows. Best of ``repeats`` calls after one warm-up call.
 
     A third decode, the short sources into as many output tokens as the long ones, splits the
-    growth in two: the *target side* (the decoder's own caches, longer histories) and the
-    *source side* (the rest: the attention reading a longer encoded source at every step). The
-    source side's bytes per output token are the decoding state's growth from the short to the
-    long sources (:func:`tensor_bytes` of ``model.encode``'s state, per sentence: every step of
-    a sentence reads its source once, whatever the beam); with ``read_gbs`` (a plain read's rate,
-    :func:`memory_read_rate`) the result also has the rate those reads ran at and the ratio the
-    decode would have if they ran at the plain read's rate.
+    growth of the decoding steps in two: the *target side* (the decoder's own caches, longer
+    histories) and the *source side* (the rest: the steps reading a longer encoded source). The
+    encoder's time, timed on its own (``encode_ms_per_token_*``), is taken out of both first: per
+    output token it is about the same at both lengths, but the third decode encodes short
+    sources for long outputs. The source side's bytes per output token are the decoding state's
+    growth from the short to the long sources (:func:`tensor_bytes` of ``model.encode``'s state,
+    per sentence: every step of a sentence reads its source once, whatever the beam); with
+    ``read_gbs`` (a plain read's rate, :func:`memory_read_rate`) the result also has the rate
+    those reads ran at and the ratio the decode would have if they ran at the plain read's rate.
     """
     short, long = SCALING_LENGTHS
     result: dict[str, Any] = {"beam": beam, "batch": SCALING_BATCH}
@@ -479,18 +481,20 @@ def decode_scaling(
             [[*pieces[i * source : (i + 1) * source], EOS_ID] for i in range(SCALING_BATCH)], device=device
         )
         lengths = torch.full((SCALING_BATCH,), source + 1, dtype=torch.long, device=device)
-        ms, state_bytes[source] = _time_decode(
+        ms, encode_ms, state_bytes[source] = _time_decode(
             model, src, lengths, output=output, beam=beam, device=device, precision=precision, repeats=repeats
         )
-        name = f"ms_per_token_{source}" if source == output else f"ms_per_token_{source}_into_{output}"
-        result[name] = ms
-    t_short, t_mixed, t_long = (
-        result[k]
-        for k in (f"ms_per_token_{short}", f"ms_per_token_{short}_into_{long}", f"ms_per_token_{long}")
-    )
+        name = f"{source}" if source == output else f"{source}_into_{output}"
+        result[f"ms_per_token_{name}"] = ms
+        result[f"encode_ms_per_token_{name}"] = encode_ms
+    names = (f"{short}", f"{short}_into_{long}", f"{long}")
+    t_short, t_long = result[f"ms_per_token_{short}"], result[f"ms_per_token_{long}"]
+    s_short, s_mixed, s_long = (
+        result[f"ms_per_token_{name}"] - result[f"encode_ms_per_token_{name}"] for name in names
+    )  # the decoding steps alone
     result["ratio"] = t_long / t_short
-    result["target_side_ms"] = t_mixed - t_short
-    result["source_side_ms"] = t_long - t_mixed
+    result["target_side_ms"] = s_mixed - s_short
+    result["source_side_ms"] = s_long - s_mixed
     source_bytes = (state_bytes[long] - state_bytes[short]) / SCALING_BATCH
     result["source_bytes_per_token"] = source_bytes
     if read_gbs is not None:
@@ -512,9 +516,10 @@ def _time_decode(
     device: torch.device,
     precision: str,
     repeats: int,
-) -> tuple[float, int]:
-    """ms per output token of decoding ``src`` into exactly ``output`` tokens a sentence (best of
-    ``repeats`` after a warm-up), and the bytes of the encoded sources' decoding state."""
+) -> tuple[float, float, int]:
+    """ms per output token of decoding ``src`` into exactly ``output`` tokens a sentence and of
+    encoding ``src`` alone (each best of ``repeats`` after a warm-up), and the bytes of the
+    encoded sources' decoding state."""
     from seqattn.decoding import beam_search, greedy_search
 
     options: dict[str, Any] = {"max_len_a": 0.0, "max_len_b": output, "min_len_b": output, "max_len": output}
@@ -532,9 +537,16 @@ def _time_decode(
     produced = sum(len(h[0].tokens) for h in hypotheses)
     if produced != src.size(0) * output:
         raise RuntimeError(f"decode_scaling: expected {src.size(0) * output} output tokens, got {produced}")
+    encode_times = []
     with torch.no_grad(), autocast(device, precision):
-        state = tensor_bytes(model.encode(src, lengths))
-    return 1000 * min(times[1:]) / produced, state
+        for _ in range(repeats + 1):
+            synchronize(device)
+            start = time.perf_counter()
+            state = model.encode(src, lengths)
+            synchronize(device)
+            encode_times.append(time.perf_counter() - start)
+        state_bytes = tensor_bytes(state)
+    return 1000 * min(times[1:]) / produced, 1000 * min(encode_times[1:]) / produced, state_bytes
 
 
 def bench_shortlist(tokenizer: Tokenizer, data_dir: Path) -> tuple[LexicalShortlist, dict[str, Any]]:
@@ -1075,9 +1087,9 @@ def scaling_table(rows: list[dict[str, Any]], beam: int) -> Table | None:
     short, long = SCALING_LENGTHS
     table = Table(
         title=f"decode time per output token: {short}- vs {long}-piece sources, {SCALING_BATCH} sentences a batch, "
-        f"output length = source length (target: ratio <= 1.3); the growth split into the target side "
-        f"({short}-piece sources into {long} tokens) and the source side, whose reads are compared with a "
-        "plain read of the same run",
+        f"output length = source length (target: ratio <= 1.3); the decoding steps' growth (encoder taken "
+        f"out) split into the target side ({short}-piece sources into {long} tokens) and the source side, "
+        "whose reads are compared with a plain read of the same run",
         title_justify="left",
     )
     columns = (
