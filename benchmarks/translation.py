@@ -807,7 +807,8 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
             if device.type == "cuda":
                 result["decode_peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / MIB
             stream = [piece for source in sources for piece in source]
-            read_gbs = memory_read_rate(device)
+            read_gbs = memory_read_rate(device)  # after train_peak_rss_mib was read: its 256 MiB
+            # can raise only the end-of-worker peak_rss_mib (in the JSON, in no table)
             for beam in (1, spec["beam"]):
                 log(f"{name} {precision}: decode time per token, {SCALING_LENGTHS} pieces, beam {beam}")
                 result[f"scaling_beam{beam}"] = decode_scaling(
