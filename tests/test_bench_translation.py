@@ -1,6 +1,7 @@
-"""The translation benchmark's decode-scaling measurement (benchmarks/translation.py): the bytes
-of a decoding state, the three decodes and the split of the growth into a target and a source
-side, on a tiny Transformer (the timings themselves are not asserted)."""
+"""The translation benchmark (benchmarks/translation.py): the decode-scaling measurement (the
+bytes of a decoding state, the three decodes and the split of the growth into a target and a
+source side, on a tiny Transformer; the timings themselves are not asserted) and the choice of
+the matmul peak that MFU is measured against."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from translation import SCALING_BATCH, SCALING_LENGTHS, decode_scaling, memory_read_rate, tensor_bytes
+from translation import (
+    SCALING_BATCH,
+    SCALING_LENGTHS,
+    decode_scaling,
+    higher_peaks,
+    memory_read_rate,
+    tensor_bytes,
+)
 
 from seqattn.config import RNNConfig, TransformerConfig
 from seqattn.models.build import build_seq2seq
@@ -108,3 +116,12 @@ def test_decode_scaling_splits_the_growth(beam):
 
 def test_memory_read_rate_is_a_positive_rate():
     assert memory_read_rate(torch.device("cpu"), mib=8, repeats=2) > 0
+
+
+def test_mfu_uses_the_higher_of_two_peak_measurements():
+    before = {"cpu_fp32": {"gflops": 133.4, "size": 2048}, "cpu_bf16": {"gflops": 410.0, "size": 2048}}
+    after = {"cpu_fp32": {"gflops": 185.3, "size": 2048}, "cpu_bf16": {"gflops": 406.1, "size": 2048}}
+    peaks = higher_peaks(before, after)
+    assert peaks["cpu_fp32"]["gflops"] == 185.3 and peaks["cpu_bf16"]["gflops"] == 410.0
+    assert (peaks["cpu_fp32"]["before_gflops"], peaks["cpu_fp32"]["after_gflops"]) == (133.4, 185.3)
+    assert (peaks["cpu_bf16"]["before_gflops"], peaks["cpu_bf16"]["after_gflops"]) == (410.0, 406.1)
