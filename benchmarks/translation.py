@@ -431,14 +431,8 @@ def memory_read_rate(device: torch.device, *, mib: int = 256, repeats: int = 9) 
     """GB/s of a plain streaming read (``sum`` of a ``mib`` MiB fp32 tensor, far beyond the
     last-level cache), median of ``repeats``: what the decoder's reads of its source could reach."""
     data = torch.ones(mib * 2**18, device=device)
-    times = []
-    for _ in range(repeats + 1):
-        synchronize(device)
-        start = time.perf_counter()
-        data.sum()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return data.numel() * data.element_size() / statistics.median(times[1:]) / 1e9
+    timing = measure({"read": data.sum}, device=device, warmup=1, repeats=repeats, min_repeats=1)["read"]
+    return data.numel() * data.element_size() / (timing.median_ms / 1e3) / 1e9
 
 
 def decode_scaling(
@@ -527,27 +521,24 @@ def _time_decode(
     if beam > 1:
         options["beam_size"] = beam
     search = greedy_search if beam == 1 else beam_search
-    times = []
-    for _ in range(repeats + 1):
-        synchronize(device)
-        start = time.perf_counter()
+    found: list[Any] = []
+    state: list[Any] = []
+
+    def decode() -> None:
         with autocast(device, precision):
-            hypotheses = search(model, src, lengths, **options)
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    produced = sum(len(h[0].tokens) for h in hypotheses)
+            found[:] = search(model, src, lengths, **options)
+
+    def encode() -> None:
+        with torch.no_grad(), autocast(device, precision):
+            state[:] = [model.encode(src, lengths)]
+
+    timings = measure(
+        {"decode": decode, "encode": encode}, device=device, warmup=1, repeats=repeats, min_repeats=1
+    )
+    produced = sum(len(h[0].tokens) for h in found)
     if produced != src.size(0) * output:
         raise RuntimeError(f"decode_scaling: expected {src.size(0) * output} output tokens, got {produced}")
-    encode_times = []
-    with torch.no_grad(), autocast(device, precision):
-        for _ in range(repeats + 1):
-            synchronize(device)
-            start = time.perf_counter()
-            state = model.encode(src, lengths)
-            synchronize(device)
-            encode_times.append(time.perf_counter() - start)
-        state_bytes = tensor_bytes(state)
-    return 1000 * min(times[1:]) / produced, 1000 * min(encode_times[1:]) / produced, state_bytes
+    return timings["decode"].min_ms / produced, timings["encode"].min_ms / produced, tensor_bytes(state[0])
 
 
 def bench_shortlist(tokenizer: Tokenizer, data_dir: Path) -> tuple[LexicalShortlist, dict[str, Any]]:
