@@ -1,7 +1,13 @@
 """``attend``: score -> masked softmax -> weighted sum of values, written once.
 
 Every attention in seqattn (Bahdanau and Luong decoders, Transformer self- and cross-attention,
-attention pooling) goes through :func:`attend`. Two paths compute it:
+attention pooling) goes through :func:`attend`. Three paths compute it:
+
+* **few-query kernel**: at inference on CPU in fp32, a dot-product score over at most 16
+  queries per row and head (decoding steps: one query, or the hypotheses of a sentence) runs
+  in the compiled kernel of :mod:`seqattn.attention.native`, one pass over the keys and values
+  per (row, head) instead of two batched matrix multiplies and a softmax; where it cannot be
+  built, the two paths below serve;
 
 * **fused**: when the score is a (scaled) dot product on its prepared keys and the weights are
   not requested, ``torch.nn.functional.scaled_dot_product_attention`` does all three steps in one
@@ -11,7 +17,7 @@ attention pooling) goes through :func:`attend`. Two paths compute it:
 * **explicit**: otherwise the scores are materialised, masked and normalised here, and the
   weights can be returned for plots and alignments.
 
-Both give the same context (tested to 1e-5 in fp32). A query row whose keys are all masked gets a
+All give the same context (tested to 1e-5 in fp32). A query row whose keys are all masked gets a
 zero context and zero weights, never NaN, on both paths and in the backward pass.
 """
 
@@ -23,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seqattn.attention import native
 from seqattn.attention.masks import causal_mask, combine_masks
 from seqattn.attention.scores import Score
 from seqattn.dropout import dropout as apply_dropout
@@ -143,6 +150,10 @@ def attend(
         mask = combine_masks(mask, causal_mask(num_queries, num_keys, device=query.device))
 
     scale = score.dot_scale(query.size(-1))
+    if scale is not None and not need_weights and dropout == 0.0 and native.applies(query, prepared, values):
+        if kernel_causal:
+            mask = causal_mask(num_queries, num_keys, device=query.device)
+        return native.few_query_attention(query, prepared, values, mask, scale=scale), None
     if scale is not None and not need_weights and _fused_pays(query, dropout, num_keys):
         context = F.scaled_dot_product_attention(
             query, prepared, values, attn_mask=mask, dropout_p=dropout, is_causal=kernel_causal, scale=scale
@@ -250,6 +261,10 @@ def _pooled_attend(query: Tensor, keys: Tensor, values: Tensor, members: Tensor)
     groups = keys.size(0)
     group = rows // groups
     q = query.reshape(groups, group, heads, dim).transpose(1, 2)  # (M, H, g, Dh)
+    if native.applies(q, keys, values):
+        allowed = members.view(groups, 1, group, members.size(-1))
+        context = native.few_query_attention(q, keys, values, allowed, scale=1.0)  # stored (M, g, H, Dh)
+        return context.transpose(1, 2).reshape(rows, heads, 1, dim)
     if query.dtype in (torch.bfloat16, torch.float16):  # as in _dot: keys are a strided slice
         scores = torch.matmul(keys, q.transpose(-1, -2)).transpose(-1, -2)
     else:
