@@ -152,7 +152,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _timing import _busy_cpu_seconds, describe_machine, measure, resolve_device, synchronize, write_report
+from _timing import (
+    _busy_cpu_seconds,
+    describe_machine,
+    measure,
+    paired_ratio,
+    resolve_device,
+    synchronize,
+    write_report,
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -442,7 +450,7 @@ def decode_scaling(
     beam: int,
     device: torch.device,
     precision: str,
-    repeats: int = 3,
+    repeats: int = 5,
     read_gbs: float | None = None,
 ) -> dict[str, Any]:
     """Decode time per output token for short and long sources (does the caching work?).
@@ -453,7 +461,11 @@ def decode_scaling(
     the same number of sentences and the per-token times compare like with like. Without caching,
     a step at position ``t`` would re-run the prefix and the per-token time would grow with ``n``;
     with caching only the attention over the ``t`` cached positions and the ``n`` source keys
-    grows. Best of ``repeats`` calls after one warm-up call.
+    grows. All decodes (and the encodes below) run round-robin, ``repeats`` rounds after one
+    warm-up round; per-token times are the best of the rounds. ``ratio`` is the median over the
+    rounds of the long decode's per-token time over the short one's, measured moments apart
+    (``ratio_best``: best over best), so a slow stretch of a shared machine does not land on
+    one length only.
 
     A third decode, the short sources into as many output tokens as the long ones, splits the
     growth of the decoding steps in two: the *target side* (the decoder's own caches, longer
@@ -468,7 +480,7 @@ def decode_scaling(
     """
     short, long = SCALING_LENGTHS
     result: dict[str, Any] = {"beam": beam, "batch": SCALING_BATCH}
-    state_bytes = {}
+    decodes: dict[str, _DecodeCase] = {}
     for source, output in ((short, short), (short, long), (long, long)):
         need = SCALING_BATCH * source
         pieces = (stream * (need // max(len(stream), 1) + 1))[:need]
@@ -476,18 +488,31 @@ def decode_scaling(
             [[*pieces[i * source : (i + 1) * source], EOS_ID] for i in range(SCALING_BATCH)], device=device
         )
         lengths = torch.full((SCALING_BATCH,), source + 1, dtype=torch.long, device=device)
-        ms, encode_ms, state_bytes[source] = _time_decode(
-            model, src, lengths, output=output, beam=beam, device=device, precision=precision, repeats=repeats
-        )
         name = f"{source}" if source == output else f"{source}_into_{output}"
-        result[f"ms_per_token_{name}"] = ms
-        result[f"encode_ms_per_token_{name}"] = encode_ms
+        decodes[name] = _DecodeCase(
+            model, src, lengths, output=output, beam=beam, device=device, precision=precision
+        )
+    # All six round-robin: a slow stretch of the machine hits every decode alike.
+    cases = {
+        f"{kind} {name}": getattr(case, kind)
+        for name, case in decodes.items()
+        for kind in ("decode", "encode")
+    }
+    timings = measure(cases, device=device, warmup=1, repeats=repeats, min_repeats=1)
+    state_bytes = {}
+    for name, case in decodes.items():
+        tokens = case.check()
+        result[f"ms_per_token_{name}"] = timings[f"decode {name}"].min_ms / tokens
+        result[f"encode_ms_per_token_{name}"] = timings[f"encode {name}"].min_ms / tokens
+        state_bytes[int(name.split("_")[0])] = case.state_bytes()
     names = (f"{short}", f"{short}_into_{long}", f"{long}")
     t_short, t_long = result[f"ms_per_token_{short}"], result[f"ms_per_token_{long}"]
     s_short, s_mixed, s_long = (
         result[f"ms_per_token_{name}"] - result[f"encode_ms_per_token_{name}"] for name in names
     )  # the decoding steps alone
-    result["ratio"] = t_long / t_short
+    result["ratio_best"] = t_long / t_short
+    # Per round: the long and the short decode moments apart; the median of those ratios.
+    result["ratio"] = paired_ratio(timings[f"decode {long}"], timings[f"decode {short}"]) * short / long
     result["target_side_ms"] = s_mixed - s_short
     result["source_side_ms"] = s_long - s_mixed
     source_bytes = (state_bytes[long] - state_bytes[short]) / SCALING_BATCH
@@ -501,44 +526,56 @@ def decode_scaling(
     return result
 
 
-def _time_decode(
-    model: torch.nn.Module,
-    src: torch.Tensor,
-    lengths: torch.Tensor,
-    *,
-    output: int,
-    beam: int,
-    device: torch.device,
-    precision: str,
-    repeats: int,
-) -> tuple[float, float, int]:
-    """ms per output token of decoding ``src`` into exactly ``output`` tokens a sentence and of
-    encoding ``src`` alone (each best of ``repeats`` after a warm-up), and the bytes of the
-    encoded sources' decoding state."""
-    from seqattn.decoding import beam_search, greedy_search
+class _DecodeCase:
+    """Decoding ``src`` into exactly ``output`` tokens a sentence, and encoding it alone, as two
+    callables for :func:`measure`; ``check`` verifies the output length and returns the tokens
+    produced, ``state_bytes`` the size of the encoded sources' decoding state."""
 
-    options: dict[str, Any] = {"max_len_a": 0.0, "max_len_b": output, "min_len_b": output, "max_len": output}
-    if beam > 1:
-        options["beam_size"] = beam
-    search = greedy_search if beam == 1 else beam_search
-    found: list[Any] = []
-    state: list[Any] = []
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        src: torch.Tensor,
+        lengths: torch.Tensor,
+        *,
+        output: int,
+        beam: int,
+        device: torch.device,
+        precision: str,
+    ) -> None:
+        from seqattn.decoding import beam_search, greedy_search
 
-    def decode() -> None:
-        with autocast(device, precision):
-            found[:] = search(model, src, lengths, **options)
+        self.model, self.src, self.lengths = model, src, lengths
+        self.device, self.precision, self.output = device, precision, output
+        self.options: dict[str, Any] = {
+            "max_len_a": 0.0,
+            "max_len_b": output,
+            "min_len_b": output,
+            "max_len": output,
+        }
+        if beam > 1:
+            self.options["beam_size"] = beam
+        self.search = greedy_search if beam == 1 else beam_search
+        self.found: list[Any] = []
+        self.state: list[Any] = []
 
-    def encode() -> None:
-        with torch.no_grad(), autocast(device, precision):
-            state[:] = [model.encode(src, lengths)]
+    def decode(self) -> None:
+        with autocast(self.device, self.precision):
+            self.found[:] = self.search(self.model, self.src, self.lengths, **self.options)
 
-    timings = measure(
-        {"decode": decode, "encode": encode}, device=device, warmup=1, repeats=repeats, min_repeats=1
-    )
-    produced = sum(len(h[0].tokens) for h in found)
-    if produced != src.size(0) * output:
-        raise RuntimeError(f"decode_scaling: expected {src.size(0) * output} output tokens, got {produced}")
-    return timings["decode"].min_ms / produced, timings["encode"].min_ms / produced, tensor_bytes(state[0])
+    def encode(self) -> None:
+        with torch.no_grad(), autocast(self.device, self.precision):
+            self.state[:] = [self.model.encode(self.src, self.lengths)]
+
+    def check(self) -> int:
+        produced = sum(len(h[0].tokens) for h in self.found)
+        if produced != self.src.size(0) * self.output:
+            raise RuntimeError(
+                f"decode_scaling: expected {self.src.size(0) * self.output} output tokens, got {produced}"
+            )
+        return produced
+
+    def state_bytes(self) -> int:
+        return tensor_bytes(self.state[0])
 
 
 def bench_shortlist(tokenizer: Tokenizer, data_dir: Path) -> tuple[LexicalShortlist, dict[str, Any]]:
@@ -1107,7 +1144,8 @@ def scaling_table(rows: list[dict[str, Any]], beam: int) -> Table | None:
     short, long = SCALING_LENGTHS
     table = Table(
         title=f"decode time per output token: {short}- vs {long}-piece sources, {SCALING_BATCH} sentences a batch, "
-        f"output length = source length (target: ratio <= 1.3); the decoding steps' growth (encoder taken "
+        f"output length = source length (target: ratio <= 1.3; the median over round-robin rounds of the two "
+        "decodes' per-token times side by side, best/best in brackets); the decoding steps' growth (encoder taken "
         f"out) split into the target side ({short}-piece sources into {long} tokens) and the source side, "
         "whose reads are compared with a plain read of the same run",
         title_justify="left",
@@ -1139,7 +1177,9 @@ def scaling_table(rows: list[dict[str, Any]], beam: int) -> Table | None:
                 search_name(b),
                 _fmt(item[f"ms_per_token_{short}"], 3),
                 _fmt(item[f"ms_per_token_{long}"], 3),
-                _fmt(item["ratio"], 2) + "x",
+                _fmt(item["ratio"], 2)
+                + "x"
+                + (f" ({item['ratio_best']:.2f}x)" if "ratio_best" in item else ""),
                 _fmt(item.get("target_side_ms"), 3),
                 _fmt(item.get("source_side_ms"), 3),
                 _fmt(item["source_bytes_per_token"] / 1e6, 2) if "source_bytes_per_token" in item else "-",
