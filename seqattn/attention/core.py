@@ -3,7 +3,7 @@
 Every attention in seqattn (Bahdanau and Luong decoders, Transformer self- and cross-attention,
 attention pooling) goes through :func:`attend`. Three paths compute it:
 
-* **few-query kernel**: at inference on CPU in fp32, a dot-product score over at most 16
+* **few-query kernel**: at inference on CPU in fp32 or bf16, a dot-product score over at most 16
   queries per row and head (decoding steps: one query, or the hypotheses of a sentence) runs
   in the compiled kernel of :mod:`seqattn.attention.native`, one pass over the keys and values
   per (row, head) instead of two batched matrix multiplies and a softmax; where it cannot be

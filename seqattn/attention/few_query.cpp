@@ -1,7 +1,8 @@
 // Few-query attention on CPU: a handful of queries (a decoding step's hypotheses of one
 // sentence) over one sequence's keys and values, in one pass per (row, head).
 //
-//   query  (M, H, G, D)   any strides, last dimension contiguous
+//   query  (M, H, G, D)   float32 or bfloat16 (all operands alike; arithmetic in float32),
+//                         any strides, last dimension contiguous
 //   keys   (M, H, S, D)   any strides, last dimension contiguous (already score-prepared)
 //   values (M, H, S, D)   any strides, last dimension contiguous
 //   mask   (M, H, G, S)   bool, True = may attend; any strides (0 for broadcast dimensions)
@@ -25,6 +26,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -38,6 +41,47 @@ typedef float vec4 __attribute__((vector_size(16)));
 
 inline vec16 load(const float* p) { return *reinterpret_cast<const vec16u*>(p); }
 inline void store(float* p, vec16 v) { *reinterpret_cast<vec16u*>(p) = v; }
+
+// bf16 operands (stored as their 16 bits): widened to float on load (the bf16 bits are the high
+// half of the float's), rounded to nearest even on store. The arithmetic stays in float.
+typedef uint16_t half16 __attribute__((vector_size(32), aligned(2)));
+typedef uint32_t word16 __attribute__((vector_size(64)));
+
+inline vec16 load(const uint16_t* p) {
+  const word16 bits = __builtin_convertvector(*reinterpret_cast<const half16*>(p), word16) << 16;
+  vec16 value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+inline void store(uint16_t* p, vec16 v) {
+  word16 bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  bits += ((bits >> 16) & 1u) + 0x7FFFu;
+  *reinterpret_cast<half16*>(p) = __builtin_convertvector(bits >> 16, half16);
+}
+
+// Prefetch one row of V vectors of T (one instruction per 64-byte line).
+template <typename T, int V>
+inline void prefetch_row(const T* row) {
+  constexpr int per_line = 64 / sizeof(T);
+  for (int i = 0; i < V * 16; i += per_line) __builtin_prefetch(row + i);
+}
+
+// Rows [0, count) of ``base`` (``stride`` elements apart) as float rows: float operands are read
+// in place; bf16 ones are widened once into ``staging`` (V * 16 floats a row), so that the
+// queries of a block do not each widen them again. Returns the rows and their stride.
+template <int V>
+inline std::pair<const float*, int64_t> float_rows(const float* base, int64_t stride, int64_t, vec16*) {
+  return {base, stride};
+}
+template <int V>
+inline std::pair<const float*, int64_t> float_rows(const uint16_t* base, int64_t stride, int64_t count,
+                                                   vec16* staging) {
+  for (int64_t r = 0; r < count; ++r) {
+    for (int c = 0; c < V; ++c) staging[r * V + c] = load(base + r * stride + 16 * c);
+  }
+  return {reinterpret_cast<const float*>(staging), V * 16};
+}
 
 inline float sum_lanes(vec16 v) {
   const vec8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
@@ -115,50 +159,51 @@ inline vec16 exp_nonpositive(vec16 x) {
   return x < floor_value ? vec16{} : value;
 }
 
-void check_operand(const at::Tensor& t, const char* name) {
+void check_operand(const at::Tensor& t, const char* name, at::ScalarType dtype) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU");
-  TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32");
+  TORCH_CHECK(t.scalar_type() == dtype, name, " must be ", dtype, " like the query");
   TORCH_CHECK(t.dim() == 4, name, " must have 4 dimensions, got ", t.dim());
   TORCH_CHECK(t.stride(3) == 1, name, "'s last dimension must be contiguous");
 }
 
+template <typename T>
 struct Operands {
-  const float* q;
-  const float* k;
-  const float* v;
+  const T* q;
+  const T* k;
+  const T* v;
   const bool* mask;
-  float* out;
+  T* out;
   int64_t H, G, S, D, pairs;
   int64_t qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2, ms0, ms1, ms2, ms3;
   float scale;
 };
 
 // One (row, head) pair; V = D / 16 vectors per row (the head size a multiple of 16).
-template <int V>
-void attend_pair(const Operands& o, int64_t pair, float* scores, vec16* q_local, vec16* acc) {
+template <typename T, int V>
+void attend_pair(const Operands<T>& o, int64_t pair, float* scores, vec16* q_local, vec16* acc,
+                 vec16* staging) {
   const int64_t m = pair / o.H, h = pair % o.H;
   const int64_t G = o.G, S = o.S, D = o.D;
   const float lowest = -std::numeric_limits<float>::infinity();
-  const float* k = o.k + m * o.ks0 + h * o.ks1;
-  const float* v = o.v + m * o.vs0 + h * o.vs1;
+  const T* k = o.k + m * o.ks0 + h * o.ks1;
+  const T* v = o.v + m * o.vs0 + h * o.vs1;
   for (int64_t j = 0; j < G; ++j) {
-    const float* q = o.q + m * o.qs0 + h * o.qs1 + j * o.qs2;
+    const T* q = o.q + m * o.qs0 + h * o.qs1 + j * o.qs2;
     for (int c = 0; c < V; ++c) q_local[j * V + c] = load(q + 16 * c) * o.scale;
   }
   // Scores, 16 keys at a time: the block's rows stay in L1 while every query meets them, and
   // the 16 dot products' partial sums are reduced together (sum_16).
   int64_t s0 = 0;
   for (; s0 + 16 <= S; s0 += 16) {
-    const float* kb = k + s0 * o.ks2;
+    const T* kb = k + s0 * o.ks2;
     // The same block's value rows, fetched towards the cache for the context below.
-    for (int r = 0; r < 16; ++r) {
-      for (int c = 0; c < V; ++c) __builtin_prefetch(v + (s0 + r) * o.vs2 + 16 * c);
-    }
+    for (int r = 0; r < 16; ++r) prefetch_row<T, V>(v + (s0 + r) * o.vs2);
+    const auto [kf, kstride] = float_rows<V>(kb, o.ks2, 16, staging);
     for (int64_t j = 0; j < G; ++j) {
       const vec16* ql = q_local + j * V;
       vec16 part[16];
       for (int r = 0; r < 16; ++r) {
-        const float* kr = kb + r * o.ks2;
+        const float* kr = kf + r * kstride;
         vec16 dot = ql[0] * load(kr);
         for (int c = 1; c < V; ++c) dot += ql[c] * load(kr + 16 * c);
         part[r] = dot;
@@ -167,7 +212,8 @@ void attend_pair(const Operands& o, int64_t pair, float* scores, vec16* q_local,
     }
   }
   for (int64_t s = s0; s < S; ++s) {
-    const float* kr = k + s * o.ks2;
+    const auto [kr, unused] = float_rows<V>(k + s * o.ks2, o.ks2, 1, staging);
+    (void)unused;
     for (int64_t j = 0; j < G; ++j) {
       const vec16* ql = q_local + j * V;
       vec16 dot = ql[0] * load(kr);
@@ -231,7 +277,7 @@ void attend_pair(const Operands& o, int64_t pair, float* scores, vec16* q_local,
   }
   // The next pair's key rows are fetched towards the cache during this context (which reads
   // the value rows fetched above), so the memory is busy while the arithmetic runs.
-  const float* k_next = nullptr;
+  const T* k_next = nullptr;
   if (pair + 1 < o.pairs) k_next = o.k + ((pair + 1) / o.H) * o.ks0 + ((pair + 1) % o.H) * o.ks1;
   // Context, 64 value rows at a time (16 KB at the usual head size, kept in L1 while every
   // query's accumulators, in registers, take them in).
@@ -239,16 +285,15 @@ void attend_pair(const Operands& o, int64_t pair, float* scores, vec16* q_local,
   for (int64_t b0 = 0; b0 < S; b0 += 64) {
     const int64_t b1 = std::min<int64_t>(S, b0 + 64);
     if (k_next != nullptr) {
-      for (int64_t r = b0; r < b1; ++r) {
-        for (int c = 0; c < V; ++c) __builtin_prefetch(k_next + r * o.ks2 + 16 * c);
-      }
+      for (int64_t r = b0; r < b1; ++r) prefetch_row<T, V>(k_next + r * o.ks2);
     }
+    const auto [vf, vstride] = float_rows<V>(v + b0 * o.vs2, o.vs2, b1 - b0, staging);
     for (int64_t j = 0; j < G; ++j) {
-      const float* w = scores + j * S;
+      const float* w = scores + j * S + b0;
       vec16 a[V];
       for (int c = 0; c < V; ++c) a[c] = acc[j * V + c];
-      for (int64_t s = b0; s < b1; ++s) {
-        const float* vr = v + s * o.vs2;
+      for (int64_t s = 0; s < b1 - b0; ++s) {
+        const float* vr = vf + s * vstride;
         const float ws = w[s];
         for (int c = 0; c < V; ++c) a[c] += ws * load(vr + 16 * c);
       }
@@ -256,26 +301,56 @@ void attend_pair(const Operands& o, int64_t pair, float* scores, vec16* q_local,
     }
   }
   for (int64_t j = 0; j < G; ++j) {
-    float* out = o.out + ((m * G + j) * o.H + h) * D;
+    T* out = o.out + ((m * G + j) * o.H + h) * D;
     for (int c = 0; c < V; ++c) store(out + 16 * c, acc[j * V + c] * inverse[j]);
   }
 }
 
-using PairFn = void (*)(const Operands&, int64_t, float*, vec16*, vec16*);
+template <typename T>
+using PairFn = void (*)(const Operands<T>&, int64_t, float*, vec16*, vec16*, vec16*);
 
-PairFn pair_function(int64_t D) {
+template <typename T>
+PairFn<T> pair_function(int64_t D) {
   switch (D) {
-    case 16: return attend_pair<1>;
-    case 32: return attend_pair<2>;
-    case 48: return attend_pair<3>;
-    case 64: return attend_pair<4>;
-    case 80: return attend_pair<5>;
-    case 96: return attend_pair<6>;
-    case 128: return attend_pair<8>;
-    case 192: return attend_pair<12>;
-    case 256: return attend_pair<16>;
+    case 16: return attend_pair<T, 1>;
+    case 32: return attend_pair<T, 2>;
+    case 48: return attend_pair<T, 3>;
+    case 64: return attend_pair<T, 4>;
+    case 80: return attend_pair<T, 5>;
+    case 96: return attend_pair<T, 6>;
+    case 128: return attend_pair<T, 8>;
+    case 192: return attend_pair<T, 12>;
+    case 256: return attend_pair<T, 16>;
     default: return nullptr;
   }
+}
+
+template <typename T>
+void run(const at::Tensor& query, const at::Tensor& keys, const at::Tensor& values,
+         const c10::optional<at::Tensor>& mask, at::Tensor& out, double scale) {
+  const int64_t M = query.size(0), H = query.size(1), G = query.size(2), D = query.size(3);
+  const int64_t S = keys.size(2);
+  const PairFn<T> pair = pair_function<T>(D);
+  TORCH_CHECK(pair != nullptr, "head size ", D, " not supported (16, 32, 48, 64, 80, 96, 128, 192 or 256)");
+  const bool masked = mask.has_value();
+  const Operands<T> o{
+      reinterpret_cast<const T*>(query.data_ptr()), reinterpret_cast<const T*>(keys.data_ptr()),
+      reinterpret_cast<const T*>(values.data_ptr()), masked ? mask->data_ptr<bool>() : nullptr,
+      reinterpret_cast<T*>(out.data_ptr()), H, G, S, D, M * H,
+      query.stride(0), query.stride(1), query.stride(2), keys.stride(0), keys.stride(1),
+      keys.stride(2), values.stride(0), values.stride(1), values.stride(2),
+      masked ? mask->stride(0) : 0, masked ? mask->stride(1) : 0,
+      masked ? mask->stride(2) : 0, masked ? mask->stride(3) : 0, static_cast<float>(scale)};
+  // About 4 G S D flops a pair; a grain keeps tiny calls on one thread.
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, G * S * D));
+  at::parallel_for(0, M * H, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(G * S);
+    std::vector<vec16> q_local(G * D / 16), acc(G * D / 16);
+    std::vector<vec16> staging(std::is_same_v<T, float> ? 0 : 64 * D / 16);  // 64 widened rows
+    for (int64_t p = begin; p < end; ++p) {
+      pair(o, p, scores.data(), q_local.data(), acc.data(), staging.data());
+    }
+  });
 }
 
 }  // namespace
@@ -286,25 +361,23 @@ at::Tensor few_query_attention(
     const at::Tensor& values,
     const c10::optional<at::Tensor>& mask,
     double scale) {
-  check_operand(query, "query");
-  check_operand(keys, "keys");
-  check_operand(values, "values");
+  const auto dtype = query.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "query must be float32 or bfloat16");
+  check_operand(query, "query", dtype);
+  check_operand(keys, "keys", dtype);
+  check_operand(values, "values", dtype);
   const int64_t M = query.size(0), H = query.size(1), G = query.size(2), D = query.size(3);
   const int64_t S = keys.size(2);
   TORCH_CHECK(keys.size(0) == M && keys.size(1) == H && keys.size(3) == D, "keys do not match the query");
   TORCH_CHECK(
       values.size(0) == M && values.size(1) == H && values.size(2) == S && values.size(3) == D,
       "values do not match the keys");
-  const bool masked = mask.has_value();
-  if (masked) {
+  if (mask.has_value()) {
     const auto& m = *mask;
     TORCH_CHECK(m.scalar_type() == at::kBool, "mask must be boolean");
     TORCH_CHECK(m.dim() == 4 && m.size(0) == M && m.size(1) == H && m.size(2) == G && m.size(3) == S,
                 "mask must be (M, H, G, S)");
   }
-
-  PairFn pair = pair_function(D);
-  TORCH_CHECK(pair != nullptr, "head size ", D, " not supported (16, 32, 48, 64, 80, 96, 128, 192 or 256)");
   TORCH_CHECK(G <= 64, "at most 64 queries per row and head, got ", G);
 
   // (M, G, H, D) in memory, returned as the (M, H, G, D) view.
@@ -313,25 +386,14 @@ at::Tensor few_query_attention(
     if (M * H * G > 0) out.zero_();
     return out.permute({0, 2, 1, 3});
   }
-  Operands o{query.data_ptr<float>(), keys.data_ptr<float>(), values.data_ptr<float>(),
-             masked ? mask->data_ptr<bool>() : nullptr, out.data_ptr<float>(), H, G, S, D, M * H,
-             query.stride(0), query.stride(1), query.stride(2), keys.stride(0), keys.stride(1),
-             keys.stride(2), values.stride(0), values.stride(1), values.stride(2),
-             masked ? mask->stride(0) : 0, masked ? mask->stride(1) : 0,
-             masked ? mask->stride(2) : 0, masked ? mask->stride(3) : 0, static_cast<float>(scale)};
-
-  // About 4 G S D flops a pair; a grain keeps tiny calls on one thread.
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, G * S * D));
-  at::parallel_for(0, M * H, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(G * S);
-    std::vector<vec16> q_local(G * D / 16), acc(G * D / 16);
-    for (int64_t p = begin; p < end; ++p) {
-      pair(o, p, scores.data(), q_local.data(), acc.data());
-    }
-  });
+  if (dtype == at::kFloat) {
+    run<float>(query, keys, values, mask, out, scale);
+  } else {
+    run<uint16_t>(query, keys, values, mask, out, scale);
+  }
   return out.permute({0, 2, 1, 3});
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("few_query_attention", &few_query_attention, "Few-query attention on CPU (float32)");
+  m.def("few_query_attention", &few_query_attention, "Few-query attention on CPU (float32 or bfloat16)");
 }

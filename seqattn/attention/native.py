@@ -40,6 +40,10 @@ LINK_FLAGS = ["-fopenmp"]
 MAX_QUERIES = 16
 """Calls with more queries per (row, head) than this take the eager path (training blocks)."""
 
+DTYPES = (torch.float32, torch.bfloat16)
+"""Operand types (all three alike); bf16 is widened to float32 for the arithmetic and the
+context rounded back."""
+
 HEAD_SIZES = frozenset({16, 32, 48, 64, 80, 96, 128, 192, 256})
 """Head sizes the kernel is built for (whole 16-float vectors per row)."""
 
@@ -141,7 +145,7 @@ def use_native(on: bool) -> Iterator[None]:
 
 
 def applies(query: Tensor, keys: Tensor, values: Tensor) -> bool:
-    """Whether the kernel can compute this call: CPU float32 without autograd, 3-d ``(M, G, D)``
+    """Whether the kernel can compute this call: CPU float32 or bf16 without autograd, 3-d ``(M, G, D)``
     or 4-d ``(M, H, G, D)`` operands with the same leading sizes and contiguous rows, at most
     :data:`MAX_QUERIES` queries, a head size in :data:`HEAD_SIZES`."""
     dims = query.dim()
@@ -151,7 +155,8 @@ def applies(query: Tensor, keys: Tensor, values: Tensor) -> bool:
         and keys.dim() == dims
         and values.dim() == dims
         and query.device.type == "cpu"
-        and query.dtype == keys.dtype == values.dtype == torch.float32
+        and query.dtype == keys.dtype == values.dtype
+        and query.dtype in DTYPES
         and query.size(-2) <= MAX_QUERIES
         and query.size(-1) in HEAD_SIZES
         and keys.size(-1) == query.size(-1) == values.size(-1)

@@ -73,6 +73,29 @@ def test_kernel_matches_reference(rows, heads, queries, keys_count, dim, mask_ki
 
 
 @needs_kernel
+@settings(max_examples=30, deadline=None)
+@given(
+    queries=st.integers(1, native.MAX_QUERIES),
+    keys_count=st.integers(1, 90),
+    dim=st.sampled_from([16, 64, 128]),
+    masked=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_bf16_operands_give_the_reference_to_bf16_rounding(queries, keys_count, dim, masked, seed) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    query = torch.randn(3, 2, queries, dim, generator=generator).bfloat16()
+    keys = torch.randn(3, 2, keys_count, dim, generator=generator).bfloat16()
+    values = torch.randn(3, 2, keys_count, dim, generator=generator).bfloat16()
+    mask = torch.rand(3, 1, queries, keys_count, generator=generator) < 0.7 if masked else None
+    context = native.few_query_attention(query, keys, values, mask, scale=dim**-0.5)
+    assert context.dtype == torch.bfloat16
+    full_mask = None if mask is None else mask.expand(3, 2, queries, keys_count)
+    expected = reference(query, keys, values, full_mask, dim**-0.5)  # float64 of the same bf16 inputs
+    # float32 arithmetic, one rounding of the context to bf16 (8 bits: relative 2^-9)
+    torch.testing.assert_close(context.float(), expected, rtol=2**-8, atol=1e-3)
+
+
+@needs_kernel
 def test_rows_without_keys_give_zeros_and_layout_merges_heads_as_a_view() -> None:
     query, keys, values = torch.randn(3, 2, 4, 16), torch.randn(3, 2, 40, 16), torch.randn(3, 2, 40, 16)
     mask = torch.ones(3, 1, 4, 40, dtype=torch.bool)
@@ -125,6 +148,8 @@ def test_applies_only_where_the_kernel_is_exact() -> None:
     expected = HAS_TOOLS
     assert native.applies(query, keys, values) == expected
     assert not native.applies(query.double(), keys.double(), values.double())
+    assert native.applies(query.bfloat16(), keys.bfloat16(), values.bfloat16()) == expected
+    assert not native.applies(query.bfloat16(), keys, values)  # mixed types
     assert not native.applies(torch.randn(2, 2, 3, 12), torch.randn(2, 2, 9, 12), torch.randn(2, 2, 9, 12))
     assert not native.applies(torch.randn(2, 2, 17, 16), keys, values)  # a training block
     assert not native.applies(query, keys[:1], values[:1])  # leading sizes differ
