@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import sys
 from collections.abc import Iterator
@@ -61,8 +62,6 @@ def _cpu_signature() -> str:
                 return line
     except OSError:
         pass
-    import platform
-
     return platform.processor() or platform.machine()
 
 
@@ -105,7 +104,8 @@ def _load() -> ModuleType | None:
     global _module, _reason
     if _module is not None or _reason is not None:
         return _module
-    missing = [tool for tool in ("c++", "ninja") if shutil.which(tool) is None]
+    compiler = os.environ.get("CXX", "c++")  # what torch's extension loader calls
+    missing = [tool for tool in (compiler, "ninja") if shutil.which(tool) is None]
     if missing:
         _reason = f"no {' or '.join(missing)} on PATH"
     else:

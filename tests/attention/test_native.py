@@ -220,6 +220,7 @@ def test_without_a_compiler_the_eager_path_runs_and_says_why(monkeypatch: pytest
     monkeypatch.setattr(native, "_module", None)
     monkeypatch.setattr(native, "_reason", None)
     monkeypatch.setattr(native, "_switch", True)
+    monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(native.shutil, "which", lambda tool: None)
     assert not native.enabled()
     assert native.native_status() == "off (no c++ or ninja on PATH)"
