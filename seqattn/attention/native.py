@@ -114,6 +114,10 @@ def _load() -> ModuleType | None:
         except Exception as error:  # any build or load failure: fall back to the eager path
             lines = str(error).strip().splitlines()
             _reason = f"build failed: {lines[-1] if lines else type(error).__name__}"
+            print(
+                f"seqattn: decoding attention kernel not built ({_reason}); using the eager path",
+                file=sys.stderr,
+            )
     if _reason is not None:
         log.info("few-query attention kernel not in use (%s); using the eager path", _reason)
     return _module

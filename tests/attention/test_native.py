@@ -231,7 +231,9 @@ def test_without_a_compiler_the_eager_path_runs_and_says_why(monkeypatch: pytest
     torch.testing.assert_close(context, reference(query, keys, values, None, 0.25), rtol=1e-5, atol=1e-5)
 
 
-def test_a_failed_build_falls_back_with_its_last_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_build_falls_back_with_its_last_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(native, "_module", None)
     monkeypatch.setattr(native, "_reason", None)
     monkeypatch.setattr(native, "_switch", True)
@@ -242,6 +244,11 @@ def test_a_failed_build_falls_back_with_its_last_line(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(native, "_build", broken)
     assert native.native_status() == "off (build failed: few_query.cpp:1: error: something)"
+    note = capsys.readouterr().err.strip().splitlines()
+    assert note == [
+        "seqattn: decoding attention kernel not built (build failed: few_query.cpp:1: error: something); "
+        "using the eager path"
+    ]
 
 
 def test_the_switch_turns_the_kernel_off(monkeypatch: pytest.MonkeyPatch) -> None:
