@@ -284,3 +284,22 @@ def test_transformer_decodes_the_same_with_and_without_the_kernel(beam: int, mon
         results[on] = [[(h.tokens, round(float(h.score), 4)) for h in sentence] for sentence in hyps]
     assert calls  # the kernel ran in the second decode
     assert results[True] == results[False]
+
+
+@needs_kernel
+def test_strided_masks_long_sources_and_the_largest_blocks() -> None:
+    # a mask whose key dimension is not contiguous (the kernel's strided branch)
+    query, keys, values = torch.randn(2, 2, 7, 32), torch.randn(2, 2, 45, 32), torch.randn(2, 2, 45, 32)
+    mask = (torch.rand(2, 1, 45, 7) < 0.6).transpose(-1, -2)
+    assert mask.stride(-1) != 1
+    context = native.few_query_attention(query, keys, values, mask, scale=0.2)
+    expected = reference(query, keys, values, mask.expand(2, 2, 7, 45), 0.2)
+    torch.testing.assert_close(context, expected, rtol=1e-5, atol=1e-5)
+    # 16 queries of the largest head size over a long source (tails of 16-key blocks included)
+    query, keys, values = (
+        torch.randn(1, 1, 16, 256),
+        torch.randn(1, 1, 1037, 256),
+        torch.randn(1, 1, 1037, 256),
+    )
+    context = native.few_query_attention(query, keys, values, None, scale=256**-0.5)
+    torch.testing.assert_close(context, reference(query, keys, values, None, 256**-0.5), rtol=1e-5, atol=1e-5)
