@@ -212,8 +212,7 @@ void attend_pair(const Operands<T>& o, int64_t pair, float* scores, vec16* q_loc
     }
   }
   for (int64_t s = s0; s < S; ++s) {
-    const auto [kr, unused] = float_rows<V>(k + s * o.ks2, o.ks2, 1, staging);
-    (void)unused;
+    const float* kr = float_rows<V>(k + s * o.ks2, o.ks2, 1, staging).first;
     for (int64_t j = 0; j < G; ++j) {
       const vec16* ql = q_local + j * V;
       vec16 dot = ql[0] * load(kr);
