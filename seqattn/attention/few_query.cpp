@@ -114,49 +114,37 @@ inline vec16 sum_16(const vec16* part) {
          __builtin_shufflevector(c[0], c[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
 }
 
-// e^x for x <= 0 (scores after subtracting their row's maximum), vectorisable: 2^(x log2 e)
-// split into 2^n (exponent bits) times 2^f, f in [-0.5, 0.5], by a degree-7 Taylor polynomial
-// (relative error below 1e-8 before float rounding). Below -87 the result is 0.
-inline float exp_nonpositive(float x) {
-  const float t = (x < -87.0f ? -87.0f : x) * 1.4426950408889634f;
-  const float n = std::floor(t + 0.5f);
-  const float f = (t - n) * 0.6931471805599453f;  // in [-0.347, 0.347]
-  float p = 1.0f / 5040.0f;
-  p = p * f + 1.0f / 720.0f;
-  p = p * f + 1.0f / 120.0f;
-  p = p * f + 1.0f / 24.0f;
-  p = p * f + 1.0f / 6.0f;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float two_n;
-  std::memcpy(&two_n, &bits, sizeof(two_n));
-  const float value = p * two_n;
-  return x < -87.0f ? 0.0f : value;
-}
-
 typedef int32_t int16v __attribute__((vector_size(64)));
 typedef int8_t bytes16 __attribute__((vector_size(16)));
 
-// exp_nonpositive on 16 lanes at once: the same steps, with round-to-nearest done by adding and
-// subtracting 1.5 * 2^23 (exact for |t| < 2^22).
-inline vec16 exp_nonpositive(vec16 x) {
-  const vec16 floor_value = vec16{} - 87.0f;
-  const vec16 clamped = x < floor_value ? floor_value : x;
-  const vec16 t = clamped * 1.4426950408889634f;
-  const vec16 n = (t + 12582912.0f) - 12582912.0f;
-  const vec16 f = (t - n) * 0.6931471805599453f;
-  vec16 p = f * (1.0f / 5040.0f) + 1.0f / 720.0f;
+// e^x for x <= 0 (scores after subtracting their row's maximum), for a float or 16 lanes at
+// once: 2^(x log2 e) split into 2^n (exponent bits) times 2^f, f in [-0.5, 0.5], by a degree-7
+// Taylor polynomial (relative error below 1e-8 before float rounding); round-to-nearest by
+// adding and subtracting 1.5 * 2^23 (exact for |t| < 2^22). Below -87 the result is 0.
+template <typename X, typename Bits>
+inline X exp_nonpositive(X x) {
+  const X lowest = X{} - 87.0f;
+  const X clamped = x < lowest ? lowest : x;
+  const X t = clamped * 1.4426950408889634f;
+  const X n = (t + 12582912.0f) - 12582912.0f;
+  const X f = (t - n) * 0.6931471805599453f;  // in [-0.347, 0.347]
+  X p = f * (1.0f / 5040.0f) + 1.0f / 720.0f;
   p = p * f + 1.0f / 120.0f;
   p = p * f + 1.0f / 24.0f;
   p = p * f + 1.0f / 6.0f;
   p = p * f + 0.5f;
   p = p * f + 1.0f;
   p = p * f + 1.0f;
-  const int16v bits = (__builtin_convertvector(n, int16v) + 127) << 23;
-  const vec16 value = p * reinterpret_cast<const vec16&>(bits);
-  return x < floor_value ? vec16{} : value;
+  Bits bits;
+  if constexpr (std::is_same_v<X, float>) {
+    bits = (static_cast<int32_t>(n) + 127) << 23;
+  } else {
+    bits = (__builtin_convertvector(n, Bits) + 127) << 23;
+  }
+  X two_n;
+  std::memcpy(&two_n, &bits, sizeof(two_n));
+  const X value = p * two_n;
+  return x < lowest ? X{} : value;
 }
 
 void check_operand(const at::Tensor& t, const char* name, at::ScalarType dtype) {
@@ -262,13 +250,13 @@ void attend_pair(const Operands<T>& o, int64_t pair, float* scores, vec16* q_loc
     }
     vec16 totals = vec16{};
     for (s = 0; s + 16 <= S; s += 16) {
-      const vec16 e = exp_nonpositive(load(sc + s) - top);
+      const vec16 e = exp_nonpositive<vec16, int16v>(load(sc + s) - top);
       store(sc + s, e);
       totals += e;
     }
     float total = sum_lanes(totals);
     for (; s < S; ++s) {
-      const float e = exp_nonpositive(sc[s] - top);
+      const float e = exp_nonpositive<float, int32_t>(sc[s] - top);
       sc[s] = e;
       total += e;
     }
