@@ -504,7 +504,7 @@ def decode_scaling(
         tokens = case.check()
         result[f"ms_per_token_{name}"] = timings[f"decode {name}"].min_ms / tokens
         result[f"encode_ms_per_token_{name}"] = timings[f"encode {name}"].min_ms / tokens
-        state_bytes[int(name.split("_")[0])] = case.state_bytes()
+        state_bytes[case.source] = case.state_bytes()
     names = (f"{short}", f"{short}_into_{long}", f"{long}")
     t_short, t_long = result[f"ms_per_token_{short}"], result[f"ms_per_token_{long}"]
     s_short, s_mixed, s_long = (
@@ -545,6 +545,7 @@ class _DecodeCase:
         from seqattn.decoding import beam_search, greedy_search
 
         self.model, self.src, self.lengths = model, src, lengths
+        self.source = src.size(1) - 1  # pieces a sentence, without the EOS
         self.device, self.precision, self.output = device, precision, output
         self.options: dict[str, Any] = {
             "max_len_a": 0.0,
