@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from seqattn.attention import native
+from seqattn import native
 
 __all__ = [
     "OtherLoad",
@@ -224,7 +224,7 @@ def describe_machine(device: torch.device) -> dict[str, object]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "device": str(device),
-        "attention_kernel": native.native_status(),
+        "cpu_kernels": native.native_status(),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

@@ -651,7 +651,7 @@ def machine_table(info: dict[str, object], args: argparse.Namespace) -> Table:
     if "gpu" in info:
         device += f": {info['gpu']} ({info['gpu_memory_gib']} GiB, sm {info['gpu_capability']}, CUDA {info['cuda']})"
     table.add_row("device", device)
-    table.add_row("kernel", f"few-query attention kernel: {info['attention_kernel']}")
+    table.add_row("kernels", f"compiled CPU kernels (seqattn.native): {info['cpu_kernels']}")
     table.add_row("python", f"{info['python']} on {info['platform']}")
     mode = "quick" if args.quick else "full"
     table.add_row(

@@ -1309,7 +1309,7 @@ def main(argv: list[str] | None = None) -> None:
         f"python {machine['python']}, torch {machine['torch']} ({machine['cpu_capability']}), "
         f"{machine['torch_threads']} threads, device {device}"
         + (f" ({machine['gpu']})" if "gpu" in machine else "")
-        + f", few-query attention kernel {machine['attention_kernel']}"
+        + f", compiled CPU kernels {machine['cpu_kernels']}"
     )
     with tempfile.TemporaryDirectory(prefix="seqattn-bench-") as scratch_name:
         scratch = Path(scratch_name)

@@ -1,12 +1,25 @@
-"""The CPU dropout: nn.Dropout's distribution and scaling, its gradient, eval = identity."""
+"""The CPU dropout: nn.Dropout's distribution and scaling, its gradient, eval = identity.
+
+Every test runs twice: with the compiled kernels switched on (where they build; see
+tests/test_native_dropout.py for the kernel's own tests) and off (the bit mask of the eager path).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import nn
 
+from seqattn import native
 from seqattn.dropout import Dropout, keep_mask, quantized_probability, relu_dropout
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["kernels-on", "kernels-off"])
+def kernels_switch(request: pytest.FixtureRequest) -> Iterator[None]:
+    with native.use_native(request.param):
+        yield
 
 
 def test_keeps_the_right_fraction_and_scales_kept_values() -> None:

@@ -132,10 +132,10 @@ class EncoderLayer(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         if self.pre_norm:
             h = self.norm1(x)
-            x = x + self.dropout(self.self_attn(h, mask=mask)[0])
-            return x + self.dropout(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)[0]))
-        return self.norm2(x + self.dropout(self.ffn(x)))
+            x = self.dropout.add(x, self.self_attn(h, mask=mask)[0])
+            return self.dropout.add(x, self.ffn(self.norm2(x)))
+        x = self.norm1(self.dropout.add(x, self.self_attn(x, mask=mask)[0]))
+        return self.norm2(self.dropout.add(x, self.ffn(x)))
 
 
 class DecoderLayer(nn.Module):
@@ -174,14 +174,14 @@ class DecoderLayer(nn.Module):
         ``group > 1`` (decoding steps, ``T = 1``): ``memory`` has one row per ``group`` rows of
         ``x`` (:mod:`seqattn.models.groups`)."""
         if self.pre_norm:
-            x = x + self.dropout(self.self_attn(self.norm1(x), causal=True, cache=cache)[0])
+            x = self.dropout.add(x, self.self_attn(self.norm1(x), causal=True, cache=cache)[0])
             attended, weights = self._cross(self.norm2(x), memory, memory_mask, need_weights, group)
-            x = x + self.dropout(attended)
-            return x + self.dropout(self.ffn(self.norm3(x))), weights
-        x = self.norm1(x + self.dropout(self.self_attn(x, causal=True, cache=cache)[0]))
+            x = self.dropout.add(x, attended)
+            return self.dropout.add(x, self.ffn(self.norm3(x))), weights
+        x = self.norm1(self.dropout.add(x, self.self_attn(x, causal=True, cache=cache)[0]))
         attended, weights = self._cross(x, memory, memory_mask, need_weights, group)
-        x = self.norm2(x + self.dropout(attended))
-        return self.norm3(x + self.dropout(self.ffn(x))), weights
+        x = self.norm2(self.dropout.add(x, attended))
+        return self.norm3(self.dropout.add(x, self.ffn(x))), weights
 
     def _cross(
         self, x: Tensor, memory: ProjectedMemory, memory_mask: Tensor, need_weights: bool, group: int

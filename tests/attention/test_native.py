@@ -16,6 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seqattn import native as loader
 from seqattn.attention import KVCache, MultiHeadAttention, ScaledDot, attend, native, pooled_cache_attention
 from seqattn.attention.core import PoolChunk
 
@@ -217,11 +218,11 @@ def test_decoding_steps_through_a_grouped_cache_match_the_eager_path() -> None:
 
 
 def test_without_a_compiler_the_eager_path_runs_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(native, "_module", None)
-    monkeypatch.setattr(native, "_reason", None)
-    monkeypatch.setattr(native, "_switch", True)
+    monkeypatch.setattr(loader, "_module", None)
+    monkeypatch.setattr(loader, "_reason", None)
+    monkeypatch.setattr(loader, "_switch", True)
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr(native.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(loader.shutil, "which", lambda tool: None)
     assert not native.enabled()
     assert native.native_status() == "off (no c++ or ninja on PATH)"
     query, keys, values = torch.randn(2, 2, 3, 16), torch.randn(2, 2, 9, 16), torch.randn(2, 2, 9, 16)
@@ -234,25 +235,25 @@ def test_without_a_compiler_the_eager_path_runs_and_says_why(monkeypatch: pytest
 def test_a_failed_build_falls_back_with_its_last_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(native, "_module", None)
-    monkeypatch.setattr(native, "_reason", None)
-    monkeypatch.setattr(native, "_switch", True)
-    monkeypatch.setattr(native.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(loader, "_module", None)
+    monkeypatch.setattr(loader, "_reason", None)
+    monkeypatch.setattr(loader, "_switch", True)
+    monkeypatch.setattr(loader.shutil, "which", lambda tool: f"/usr/bin/{tool}")
 
     def broken() -> None:
         raise RuntimeError("Error building extension\nfew_query.cpp:1: error: something")
 
-    monkeypatch.setattr(native, "_build", broken)
+    monkeypatch.setattr(loader, "_build", broken)
     assert native.native_status() == "off (build failed: few_query.cpp:1: error: something)"
     note = capsys.readouterr().err.strip().splitlines()
     assert note == [
-        "seqattn: decoding attention kernel not built (build failed: few_query.cpp:1: error: something); "
-        "using the eager path"
+        "seqattn: CPU kernels not built (build failed: few_query.cpp:1: error: something); "
+        "using the eager paths"
     ]
 
 
 def test_the_switch_turns_the_kernel_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(native, "_switch", False)
+    monkeypatch.setattr(loader, "_switch", False)
     assert native.native_status() == "off (SEQATTN_NATIVE=0)"
     assert not native.enabled()
 

@@ -18,9 +18,10 @@
 // once and scored against all G queries while it is in L1, and each value row is added into G
 // accumulators the same way; the scores of one (row, head) pair never leave the cache.
 
-#include <torch/extension.h>
-
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+
+#include "simd.h"
 
 #include <cmath>
 #include <cstdint>
@@ -32,33 +33,7 @@
 
 namespace {
 
-// Sixteen floats as one vector (one AVX-512 register, two AVX2 ones); loads and stores through
-// the unaligned type.
-typedef float vec16 __attribute__((vector_size(64)));
-typedef float vec16u __attribute__((vector_size(64), aligned(4)));
-typedef float vec8 __attribute__((vector_size(32)));
-typedef float vec4 __attribute__((vector_size(16)));
-
-inline vec16 load(const float* p) { return *reinterpret_cast<const vec16u*>(p); }
-inline void store(float* p, vec16 v) { *reinterpret_cast<vec16u*>(p) = v; }
-
-// bf16 operands (stored as their 16 bits): widened to float on load (the bf16 bits are the high
-// half of the float's), rounded to nearest even on store. The arithmetic stays in float.
-typedef uint16_t half16 __attribute__((vector_size(32), aligned(2)));
-typedef uint32_t word16 __attribute__((vector_size(64)));
-
-inline vec16 load(const uint16_t* p) {
-  const word16 bits = __builtin_convertvector(*reinterpret_cast<const half16*>(p), word16) << 16;
-  vec16 value;
-  std::memcpy(&value, &bits, sizeof(value));
-  return value;
-}
-inline void store(uint16_t* p, vec16 v) {
-  word16 bits;
-  std::memcpy(&bits, &v, sizeof(bits));
-  bits += ((bits >> 16) & 1u) + 0x7FFFu;
-  *reinterpret_cast<half16*>(p) = __builtin_convertvector(bits >> 16, half16);
-}
+using namespace seqattn::simd;
 
 // Prefetch one row of V vectors of T (one instruction per 64-byte line).
 template <typename T, int V>
@@ -114,7 +89,6 @@ inline vec16 sum_16(const vec16* part) {
          __builtin_shufflevector(c[0], c[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
 }
 
-typedef int32_t int16v __attribute__((vector_size(64)));
 typedef int8_t bytes16 __attribute__((vector_size(16)));
 
 // e^x for x <= 0 (scores after subtracting their row's maximum), for a float or 16 lanes at
@@ -379,8 +353,4 @@ at::Tensor few_query_attention(
     run<uint16_t>(query, keys, values, mask, out, scale);
   }
   return out.permute({0, 2, 1, 3});
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("few_query_attention", &few_query_attention, "Few-query attention on CPU (float32 or bfloat16)");
 }
