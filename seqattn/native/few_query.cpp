@@ -58,6 +58,17 @@ inline std::pair<const float*, int64_t> float_rows(const uint16_t* base, int64_t
   return {reinterpret_cast<const float*>(staging), V * 16};
 }
 
+// The rows a block reads: float operands in place; bf16 ones widened into ``staging`` once when
+// several queries read them (Widen), or widened in registers by each load when one query does.
+template <int V, bool Widen, typename T>
+inline auto block_rows(const T* base, int64_t stride, int64_t count, vec16* staging) {
+  if constexpr (Widen) {
+    return float_rows<V>(base, stride, count, staging);
+  } else {
+    return std::pair<const T*, int64_t>{base, stride};
+  }
+}
+
 inline float sum_lanes(vec16 v) {
   const vec8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
                  __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -141,7 +152,7 @@ struct Operands {
 };
 
 // One (row, head) pair; V = D / 16 vectors per row (the head size a multiple of 16).
-template <typename T, int V>
+template <typename T, int V, bool Widen>
 void attend_pair(const Operands<T>& o, int64_t pair, float* scores, vec16* q_local, vec16* acc,
                  vec16* staging) {
   const int64_t m = pair / o.H, h = pair % o.H;
@@ -160,12 +171,12 @@ void attend_pair(const Operands<T>& o, int64_t pair, float* scores, vec16* q_loc
     const T* kb = k + s0 * o.ks2;
     // The same block's value rows, fetched towards the cache for the context below.
     for (int r = 0; r < 16; ++r) prefetch_row<T, V>(v + (s0 + r) * o.vs2);
-    const auto [kf, kstride] = float_rows<V>(kb, o.ks2, 16, staging);
+    const auto [kf, kstride] = block_rows<V, Widen>(kb, o.ks2, 16, staging);
     for (int64_t j = 0; j < G; ++j) {
       const vec16* ql = q_local + j * V;
       vec16 part[16];
       for (int r = 0; r < 16; ++r) {
-        const float* kr = kf + r * kstride;
+        const auto* kr = kf + r * kstride;
         vec16 dot = ql[0] * load(kr);
         for (int c = 1; c < V; ++c) dot += ql[c] * load(kr + 16 * c);
         part[r] = dot;
@@ -174,7 +185,7 @@ void attend_pair(const Operands<T>& o, int64_t pair, float* scores, vec16* q_loc
     }
   }
   for (int64_t s = s0; s < S; ++s) {
-    const float* kr = float_rows<V>(k + s * o.ks2, o.ks2, 1, staging).first;
+    const auto* kr = block_rows<V, Widen>(k + s * o.ks2, o.ks2, 1, staging).first;
     for (int64_t j = 0; j < G; ++j) {
       const vec16* ql = q_local + j * V;
       vec16 dot = ql[0] * load(kr);
@@ -248,13 +259,13 @@ void attend_pair(const Operands<T>& o, int64_t pair, float* scores, vec16* q_loc
     if (k_next != nullptr) {
       for (int64_t r = b0; r < b1; ++r) prefetch_row<T, V>(k_next + r * o.ks2);
     }
-    const auto [vf, vstride] = float_rows<V>(v + b0 * o.vs2, o.vs2, b1 - b0, staging);
+    const auto [vf, vstride] = block_rows<V, Widen>(v + b0 * o.vs2, o.vs2, b1 - b0, staging);
     for (int64_t j = 0; j < G; ++j) {
       const float* w = scores + j * S + b0;
       vec16 a[V];
       for (int c = 0; c < V; ++c) a[c] = acc[j * V + c];
       for (int64_t s = 0; s < b1 - b0; ++s) {
-        const float* vr = vf + s * vstride;
+        const auto* vr = vf + s * vstride;
         const float ws = w[s];
         for (int c = 0; c < V; ++c) a[c] += ws * load(vr + 16 * c);
       }
@@ -270,19 +281,30 @@ void attend_pair(const Operands<T>& o, int64_t pair, float* scores, vec16* q_loc
 template <typename T>
 using PairFn = void (*)(const Operands<T>&, int64_t, float*, vec16*, vec16*, vec16*);
 
-template <typename T>
+template <typename T, bool Widen>
 PairFn<T> pair_function(int64_t D) {
   switch (D) {
-    case 16: return attend_pair<T, 1>;
-    case 32: return attend_pair<T, 2>;
-    case 48: return attend_pair<T, 3>;
-    case 64: return attend_pair<T, 4>;
-    case 80: return attend_pair<T, 5>;
-    case 96: return attend_pair<T, 6>;
-    case 128: return attend_pair<T, 8>;
-    case 192: return attend_pair<T, 12>;
-    case 256: return attend_pair<T, 16>;
+    case 16: return attend_pair<T, 1, Widen>;
+    case 32: return attend_pair<T, 2, Widen>;
+    case 48: return attend_pair<T, 3, Widen>;
+    case 64: return attend_pair<T, 4, Widen>;
+    case 80: return attend_pair<T, 5, Widen>;
+    case 96: return attend_pair<T, 6, Widen>;
+    case 128: return attend_pair<T, 8, Widen>;
+    case 192: return attend_pair<T, 12, Widen>;
+    case 256: return attend_pair<T, 16, Widen>;
     default: return nullptr;
+  }
+}
+
+// bf16 rows are widened once into a staging block where two or more queries read them; one
+// query widens each in registers as it loads it (no staging pass).
+template <typename T>
+PairFn<T> pair_function(int64_t D, int64_t G) {
+  if constexpr (std::is_same_v<T, float>) {
+    return pair_function<T, false>(D);
+  } else {
+    return G > 1 ? pair_function<T, true>(D) : pair_function<T, false>(D);
   }
 }
 
@@ -291,7 +313,7 @@ void run(const at::Tensor& query, const at::Tensor& keys, const at::Tensor& valu
          const c10::optional<at::Tensor>& mask, at::Tensor& out, double scale) {
   const int64_t M = query.size(0), H = query.size(1), G = query.size(2), D = query.size(3);
   const int64_t S = keys.size(2);
-  const PairFn<T> pair = pair_function<T>(D);
+  const PairFn<T> pair = pair_function<T>(D, G);
   TORCH_CHECK(pair != nullptr, "head size ", D, " not supported (16, 32, 48, 64, 80, 96, 128, 192 or 256)");
   const bool masked = mask.has_value();
   const Operands<T> o{
