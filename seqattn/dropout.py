@@ -143,7 +143,9 @@ class _KernelDropout(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         kernels = native.module()
         assert kernels is not None
-        if ctx.relu:
+        if not ctx.needs_input_grad[0]:
+            grad_x = None
+        elif ctx.relu:
             (out,) = ctx.saved_tensors
             grad_x = kernels.relu_dropout_backward(grad, out, ctx.scale)
         else:
@@ -153,8 +155,8 @@ class _KernelDropout(torch.autograd.Function):
         return grad_x, (grad if ctx.has_residual else None), None, None
 
 
-def _kernel_probability(p: float) -> bool:
-    """Probabilities the masks realise as neither "keep all" nor "drop all"."""
+def _drops_some(p: float) -> bool:
+    """Whether ``p``, as the masks realise it, drops some elements but not all."""
     return quantized_probability(p) not in (0.0, 1.0)
 
 
@@ -165,7 +167,7 @@ def relu_dropout(x: Tensor, p: float) -> Tensor:
     if p == 0.0:
         return F.relu(x)
     cpu_float = x.device.type == "cpu" and x.dtype.is_floating_point
-    if not cpu_float or not _kernel_probability(p):
+    if not cpu_float or not _drops_some(p):
         return F.dropout(F.relu(x), p, training=True)
     if _native_applies(x, None):
         return _KernelDropout.apply(x, None, p, True)
@@ -173,11 +175,12 @@ def relu_dropout(x: Tensor, p: float) -> Tensor:
 
 
 def dropout(x: Tensor, p: float) -> Tensor:
-    """Training-mode dropout of ``x`` with probability ``p`` (the bit mask on CPU floats)."""
+    """Training-mode dropout of ``x`` with probability ``p`` (on CPU floats the compiled kernel
+    or the bit mask)."""
     if p == 0.0:
         return x
     cpu_float = x.device.type == "cpu" and x.dtype.is_floating_point
-    if not cpu_float or not _kernel_probability(p):
+    if not cpu_float or not _drops_some(p):
         return F.dropout(x, p, training=True)
     if _native_applies(x, None):
         return _KernelDropout.apply(x, None, p, False)
@@ -187,7 +190,7 @@ def dropout(x: Tensor, p: float) -> Tensor:
 def dropout_add(x: Tensor, residual: Tensor, p: float) -> Tensor:
     """Training-mode ``residual + dropout(x, p)``: one pass in the compiled kernel where it
     applies (the residual's gradient is the output's, passed through), else the two in turn."""
-    if p != 0.0 and _kernel_probability(p) and _native_applies(x, residual):
+    if _drops_some(p) and _native_applies(x, residual):
         return _KernelDropout.apply(x, residual, p, False)
     return residual + dropout(x, p)
 

@@ -251,3 +251,11 @@ def test_a_transformer_trains_on_either_path(on: bool) -> None:
             optimizer.step()
             losses.append(loss.item())
     assert losses[-1] < 0.4 * losses[0]  # about 0.3 on both paths
+
+
+def test_only_the_inputs_that_need_a_gradient_get_one() -> None:
+    x, residual = torch.randn(4, 64), torch.randn(4, 64, requires_grad=True)
+    y = dropout_add(x, residual, 0.3)
+    y.backward(torch.ones(4, 64))
+    assert x.grad is None
+    assert torch.equal(residual.grad, torch.ones(4, 64))
