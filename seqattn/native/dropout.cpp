@@ -5,8 +5,7 @@
 //   relu_dropout_backward(grad, out, scale) -> grad * scale where out > 0, else 0
 //
 // x is float32 or bfloat16 and contiguous; out (and residual, when given) float32, or bfloat16
-// with out_bf16;
-// arithmetic in float32.
+// with out_bf16; arithmetic in float32.
 //
 // The mask: element i of a call is kept when its 15-bit level is at least ``levels`` (the
 // number of the 2^15 levels that mean "drop"), where the levels are the SplitMix64 stream from
@@ -56,21 +55,6 @@ inline void block_levels(uint64_t seed, int64_t block, uint16_t* levels) {
   std::memcpy(levels, &low, sizeof(low));
   std::memcpy(levels + 32, &high, sizeof(high));
   for (int e = 0; e < kBlock; ++e) levels[e] &= 0x7FFF;
-}
-
-inline float widen(float v) { return v; }
-inline float widen(uint16_t v) {
-  const uint32_t bits = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-inline void narrow(float v, float* p) { *p = v; }
-inline void narrow(float v, uint16_t* p) {  // to nearest even, as store() does
-  uint32_t bits;
-  std::memcpy(&bits, &v, sizeof(bits));
-  bits += ((bits >> 16) & 1u) + 0x7FFFu;
-  *p = static_cast<uint16_t>(bits >> 16);
 }
 
 template <typename T, typename O, bool Relu>

@@ -39,4 +39,20 @@ inline void store(uint16_t* p, vec16 v) {
 
 typedef int32_t int16v __attribute__((vector_size(64)));
 
+// One element at a time (the tails of the vector loops), rounded the same way.
+inline float widen(float v) { return v; }
+inline float widen(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+inline void narrow(float v, float* p) { *p = v; }
+inline void narrow(float v, uint16_t* p) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  bits += ((bits >> 16) & 1u) + 0x7FFFu;
+  *p = static_cast<uint16_t>(bits >> 16);
+}
+
 }  // namespace seqattn::simd
