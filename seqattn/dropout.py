@@ -131,7 +131,7 @@ class _KernelDropout(torch.autograd.Function):
             scale,
             relu,
             out_dtype == torch.bfloat16,
-        ).view(x.shape)
+        )  # shaped like x
         ctx.seed, ctx.levels, ctx.scale, ctx.relu = seed, levels, scale, relu
         ctx.x_bf16 = x.dtype == torch.bfloat16
         ctx.has_residual = residual is not None
@@ -151,7 +151,7 @@ class _KernelDropout(torch.autograd.Function):
         else:
             grad_x = kernels.dropout_apply(
                 grad.contiguous(), None, ctx.seed, ctx.levels, ctx.scale, False, ctx.x_bf16
-            ).view(grad.shape)
+            )
         return grad_x, (grad if ctx.has_residual else None), None, None
 
 

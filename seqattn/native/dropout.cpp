@@ -57,10 +57,18 @@ inline void block_levels(uint64_t seed, int64_t block, uint16_t* levels) {
   for (int e = 0; e < kBlock; ++e) levels[e] &= 0x7FFF;
 }
 
+// v in the lanes where keep is all ones (a vector comparison's true), 0.0f in the others.
+inline vec16 masked(vec16 v, int16v keep) {
+  int16v bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  bits &= keep;
+  std::memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+
 template <typename T, typename O, bool Relu>
 void apply(const T* x, const O* residual, O* out, int64_t n, uint64_t seed, int levels, float scale) {
-  int32_t scale_bits;
-  std::memcpy(&scale_bits, &scale, sizeof(scale_bits));
+  const vec16 scales = vec16{} + scale;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   at::parallel_for(0, blocks, 256, [&](int64_t begin, int64_t end) {
     alignas(64) uint16_t level[kBlock];
@@ -72,17 +80,10 @@ void apply(const T* x, const O* residual, O* out, int64_t n, uint64_t seed, int 
           const int64_t o = start + 16 * g;
           half16 lv;
           std::memcpy(&lv, level + 16 * g, sizeof(lv));
-          const int16v factor_bits = (__builtin_convertvector(lv, int16v) >= levels) & scale_bits;
-          vec16 factor;
-          std::memcpy(&factor, &factor_bits, sizeof(factor));
+          const vec16 factor = masked(scales, __builtin_convertvector(lv, int16v) >= levels);
           const vec16 v = load(x + o);
           vec16 y = v * factor;  // x * 0 where dropped: NaN and infinity still propagate
-          if constexpr (Relu) {  // zero where x <= 0 (NaN passes, as in torch.relu)
-            int16v bits;
-            std::memcpy(&bits, &y, sizeof(bits));
-            bits &= ~(v <= 0.0f);
-            std::memcpy(&y, &bits, sizeof(y));
-          }
+          if constexpr (Relu) y = masked(y, ~(v <= 0.0f));  // 0 where x <= 0 (NaN passes, as in torch.relu)
           if (residual != nullptr) y += load(residual + o);
           store(out + o, y);
         }
@@ -118,13 +119,7 @@ void relu_backward(const T* grad, const T* out, T* result, int64_t n, float scal
     for (int64_t k = begin; k < end; ++k) {
       const int64_t i = 16 * k;
       if (i + 16 <= n) {
-        const vec16 g = load(grad + i) * scale;
-        int16v bits;
-        std::memcpy(&bits, &g, sizeof(bits));
-        bits &= (load(out + i) > 0.0f);
-        vec16 r;
-        std::memcpy(&r, &bits, sizeof(r));
-        store(result + i, r);
+        store(result + i, masked(load(grad + i) * scale, load(out + i) > 0.0f));
       } else {
         for (int64_t j = i; j < n; ++j) narrow(widen(out[j]) > 0.0f ? widen(grad[j]) * scale : 0.0f, result + j);
       }
